@@ -1,0 +1,157 @@
+//! The Workers glue (wasm32 only): entry points, `Env` as a [`VarSource`], `fetch` as [`Outbound`],
+//! and the pass-through to the site's assets and origin. No decisions are made here.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use wasm_bindgen::JsCast;
+use worker::{
+    console_log, event, AbortController, Context, Delay, Env, Fetch, Headers, Method as WMethod, Request, RequestInit, Response,
+    ScheduleContext, ScheduledEvent,
+};
+
+use crate::config::{Config, VarSource};
+use crate::http::{Method, Outbound, OutboundRequest, OutboundResponse, Reply, TransportError};
+use crate::router::{self, Route};
+
+struct EnvVars<'a>(&'a Env);
+
+impl VarSource for EnvVars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        // Vars and secrets are both plain strings at run time.
+        self.0.var(name).ok().map(|v| v.to_string())
+    }
+}
+
+pub struct WorkerOutbound;
+
+fn net(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Network(e.to_string())
+}
+
+async fn send_once(req: OutboundRequest, signal: worker::AbortSignal) -> Result<OutboundResponse, TransportError> {
+    let headers = Headers::new();
+    for (k, v) in &req.headers {
+        headers.set(k, v).map_err(net)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(match req.method {
+        Method::Get => WMethod::Get,
+        Method::Post => WMethod::Post,
+        Method::Put => WMethod::Put,
+        Method::Delete => WMethod::Delete,
+    })
+    .with_headers(headers);
+    if let Some(body) = &req.body {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let request = Request::new_with_init(&req.url, &init).map_err(net)?;
+    let mut resp = Fetch::Request(request).send_with_signal(&signal).await.map_err(net)?;
+    let status = resp.status_code();
+    let headers = resp.headers().entries().collect();
+    let body = resp.bytes().await.map_err(net)?;
+    Ok(OutboundResponse { status, headers, body })
+}
+
+impl Outbound for WorkerOutbound {
+    async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, TransportError> {
+        let timeout = req.timeout_ms;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let call = Box::pin(send_once(req, signal));
+        let timer = Delay::from(Duration::from_millis(timeout as u64));
+        match select(call, timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => {
+                controller.abort();
+                Err(TransportError::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn sleep(&self, ms: u32) {
+        Delay::from(Duration::from_millis(ms as u64)).await;
+    }
+
+    fn now_ms(&self) -> f64 {
+        js_sys::Date::now()
+    }
+
+    fn random(&self) -> f64 {
+        js_sys::Math::random()
+    }
+}
+
+fn to_response(reply: Reply, head: bool) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (k, v) in &reply.headers {
+        headers.append(k, v)?;
+    }
+    let builder = Response::builder().with_status(reply.status).with_headers(headers);
+    Ok(if head { builder.empty() } else { builder.fixed(reply.body) })
+}
+
+fn is_local(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0")
+}
+
+/// Not a worker path: the site's static assets first (GET/HEAD), then the origin. On a Cloudflare
+/// route `fetch(request)` reaches the zone's origin; locally `ORIGIN_URL` names it.
+async fn site(req: Request, env: &Env) -> worker::Result<Response> {
+    let method = req.method();
+    if matches!(method, WMethod::Get | WMethod::Head) {
+        if let Ok(assets) = env.assets("ASSETS") {
+            let resp = assets.fetch_request(req.clone()?).await?;
+            if resp.status_code() != 404 {
+                return Ok(resp);
+            }
+        }
+    }
+    let origin = Config::from_source(&EnvVars(env)).ok().and_then(|c| c.origin_url);
+    let url = req.url()?;
+    match origin {
+        Some(base) => {
+            let target = format!("{base}{}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default());
+            // Copies method, headers and the (streamed) body of the original request.
+            let init: &worker::web_sys::RequestInit = req.inner().unchecked_ref();
+            let forwarded = worker::web_sys::Request::new_with_str_and_init(&target, init)?;
+            Fetch::Request(Request::from(forwarded)).send().await
+        }
+        None if is_local(url.host_str().unwrap_or("")) => {
+            to_response(crate::error::AppError::NoOrigin.into_reply(), method == WMethod::Head)
+        }
+        None => Fetch::Request(req).send().await,
+    }
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    console_error_panic_hook::set_once();
+    let method = req.method();
+    let path = req.path();
+    let route = router::route(method.as_ref(), &path);
+    if route == Route::Site {
+        return site(req, &env).await;
+    }
+    let cfg = Config::from_source(&EnvVars(&env));
+    let reply = router::handle(&route, &path, &cfg, &WorkerOutbound).await;
+    to_response(reply, method == WMethod::Head)
+}
+
+/// Until the delivery pipeline consumes events, nothing is acknowledged: every message goes back to
+/// the queue, so nothing accepted can be lost.
+#[event(queue)]
+async fn queue(batch: worker::MessageBatch<serde_json::Value>, _env: Env, _ctx: Context) -> worker::Result<()> {
+    console_log!("{{\"level\":\"warn\",\"msg\":\"queue consumer not active; retrying batch\",\"messages\":{}}}", batch.raw_iter().count());
+    batch.retry_all();
+    Ok(())
+}
+
+/// The cron tick: probes the store so an outage shows in logs even without traffic.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let cfg = Config::from_source(&EnvVars(&env));
+    let reply = crate::health::report(&cfg, &WorkerOutbound).await;
+    let status = reply.body_json()["status"].as_str().unwrap_or("unknown").to_string();
+    console_log!("{{\"level\":\"info\",\"msg\":\"cron health\",\"cron\":\"{}\",\"status\":\"{}\"}}", event.cron(), status);
+}

@@ -1,0 +1,138 @@
+//! `GET /health`: one line per dependency (configuration, Upstash) and an overall status, the worst
+//! of them. Names settings, never their values.
+
+use serde_json::{json, Value as Json};
+
+use crate::config::{Config, ConfigError};
+use crate::http::{Outbound, Reply};
+use crate::upstash::{StoreError, Upstash};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Degraded,
+    Down,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn config_check(cfg: &Result<Config, Vec<ConfigError>>) -> (Status, Json) {
+    match cfg {
+        Err(errors) => (Status::Down, json!({ "status": "down", "errors": errors })),
+        Ok(c) => {
+            let missing = c.missing();
+            let mut by_job = serde_json::Map::new();
+            for (job, var) in &missing {
+                by_job.entry(job.to_string()).or_insert_with(|| json!([])).as_array_mut().map(|a| a.push(json!(var)));
+            }
+            let status = if missing.is_empty() { Status::Ok } else { Status::Degraded };
+            (status, json!({ "status": status.as_str(), "missing": by_job }))
+        }
+    }
+}
+
+async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O) -> (Status, Json) {
+    let Ok(c) = cfg else {
+        return (Status::Down, json!({ "status": "down", "reason": "configuration invalid" }));
+    };
+    let Some(u) = &c.upstash else {
+        return (
+            Status::Degraded,
+            json!({ "status": "degraded", "reason": "not configured (UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN): dedup is local to each isolate" }),
+        );
+    };
+    match Upstash::new(u, out).ping().await {
+        Ok(ms) => (Status::Ok, json!({ "status": "ok", "latency_ms": round(ms) })),
+        Err(StoreError::Unauthorized(code)) => (
+            Status::Down,
+            json!({ "status": "down", "reason": format!("Upstash rejected the token (HTTP {code}): check UPSTASH_REDIS_REST_TOKEN") }),
+        ),
+        Err(e) => (Status::Degraded, json!({ "status": "degraded", "reason": format!("Upstash unreachable: {e}") })),
+    }
+}
+
+fn round(ms: f64) -> f64 {
+    (ms * 100.0).round() / 100.0
+}
+
+pub async fn report<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O) -> Reply {
+    let (cs, config) = config_check(cfg);
+    let (us, upstash) = upstash_check(cfg, out).await;
+    let status = cs.max(us);
+    let body = json!({
+        "status": status.as_str(),
+        "version": VERSION,
+        "checks": { "config": config, "upstash": upstash },
+    });
+    Reply::json(if status == Status::Down { 503 } else { 200 }, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::native::NativeOutbound;
+    use crate::testsupport::LocalStore;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, Vec<ConfigError>> {
+        Config::from_source(vars)
+    }
+
+    #[test]
+    fn store_up_store_down_and_wrong_token() {
+        let store = LocalStore::start();
+        let base = [
+            ("META_PIXEL_ID", "1"),
+            ("META_ACCESS_TOKEN", "t"),
+            ("CLOUDFLARE_API_TOKEN", "t"),
+            ("CLOUDFLARE_ZONE_ID", "0123456789abcdef0123456789abcdef"),
+            ("ADMIN_TOKEN", "0123456789abcdef"),
+        ];
+        let good: Vec<(&str, &str)> =
+            base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", store.token.as_str())]).collect();
+        let r = pollster::block_on(report(&cfg(&good), &NativeOutbound));
+        assert_eq!(r.status, 200);
+        let b = r.body_json();
+        assert_eq!(b["status"], "ok", "{b}");
+        assert!(b["checks"]["upstash"]["latency_ms"].as_f64().is_some());
+
+        let wrong: Vec<(&str, &str)> =
+            base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", "nope")]).collect();
+        let r = pollster::block_on(report(&cfg(&wrong), &NativeOutbound));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body_json()["checks"]["upstash"]["status"], "down");
+        assert!(!String::from_utf8_lossy(&r.body).contains(&store.token));
+
+        let url = store.url.clone();
+        drop(store);
+        let down: Vec<(&str, &str)> = base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", "x")]).collect();
+        let r = pollster::block_on(report(&cfg(&down), &NativeOutbound));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body_json()["status"], "degraded");
+    }
+
+    #[test]
+    fn invalid_config_is_down_and_names_the_variable() {
+        let r = pollster::block_on(report(&cfg(&[("META_PIXEL_ID", "abc")]), &NativeOutbound));
+        assert_eq!(r.status, 503);
+        let b = r.body_json();
+        assert_eq!(b["checks"]["config"]["errors"][0]["variable"], "META_PIXEL_ID");
+    }
+
+    #[test]
+    fn missing_settings_degrade_and_are_named_by_job() {
+        let r = pollster::block_on(report(&cfg(&[]), &NativeOutbound));
+        let b = r.body_json();
+        assert_eq!(b["status"], "degraded");
+        assert_eq!(b["checks"]["config"]["missing"]["admin"][0], "ADMIN_TOKEN");
+    }
+}

@@ -1,0 +1,16 @@
+//! edgekeeper: a Cloudflare Worker in front of a shop's origin. Pure modules (configuration, the
+//! store client, health, routing) build and test natively; `edge` is the thin wasm32 glue that binds
+//! them to the Workers runtime.
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod router;
+pub mod upstash;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+#[cfg(test)]
+mod testsupport;

@@ -1,0 +1,183 @@
+// Test stack: a real redis-server, the real upstash-local in front of it, the fakes, and the built
+// worker running in workerd through Miniflare, configured from wrangler.toml exactly as deployed
+// (plus per-test vars). Every process listens on a free loopback port and is stopped by `stop()`.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+async function waitForPort(port, ms = 10000) {
+  const { connect } = await import('node:net');
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((r) => {
+      const c = connect(port, '127.0.0.1', () => { c.destroy(); r(true); });
+      c.on('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listening on ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Spawns a command and resolves with the first stdout line matching `pattern`. */
+function spawnWithBanner(cmd, args, pattern, opts = {}) {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', rej);
+    child.on('exit', (code) => rej(new Error(`${cmd} exited with ${code}: ${stderr}`)));
+    const rl = createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      const m = line.match(pattern);
+      if (m) res({ child, match: m });
+    });
+  });
+}
+
+function kill(child) {
+  return new Promise((r) => {
+    if (!child || child.exitCode !== null || child.signalCode) return r();
+    child.removeAllListeners('exit');
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+    setTimeout(() => { try { child.kill('SIGKILL'); } catch {} }, 3000).unref();
+  });
+}
+
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'ek-redis-'));
+  let child;
+  const start = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    child.on('error', (e) => { throw new Error(`redis-server: ${e.message} (apt install redis-server)`); });
+    await waitForPort(port);
+  };
+  await start();
+  return {
+    port,
+    stop: () => kill(child),
+    start,
+    async restart() { await kill(child); await start(); },
+    async destroy() { await kill(child); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+export async function startUpstashLocal({ redisPort, token }) {
+  const bin = process.env.UPSTASH_LOCAL_BIN || join(ROOT, 'target/debug/upstash-local');
+  const { child, match } = await spawnWithBanner(
+    bin,
+    ['--listen', '127.0.0.1:0', '--redis', `127.0.0.1:${redisPort}`, '--token', token],
+    /listening on (http:\/\/\S+)/,
+  );
+  const url = match[1];
+  const control = async (method, path, body) => {
+    const r = await fetch(url + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return r.json();
+  };
+  return {
+    url,
+    token,
+    stop: () => kill(child),
+    setFaults: (f) => control('POST', '/__control/faults', f),
+    clearFaults: () => control('DELETE', '/__control/faults'),
+    log: async (since = 0) => (await control('GET', `/__control/log?since=${since}`)).result,
+  };
+}
+
+/** The built worker (build/) in workerd, configured from wrangler.toml plus `vars`. */
+export async function startWorker({ vars = {}, log = false } = {}) {
+  const { Miniflare, Log, LogLevel } = await import('miniflare');
+  const { unstable_getMiniflareWorkerOptions } = await import('wrangler');
+  const { workerOptions, main } = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml'));
+  const logs = [];
+  class CapturingLog extends Log {
+    log(message) { logs.push(message); if (log) super.log(message); }
+  }
+  const mf = new Miniflare({
+    ...workerOptions,
+    name: 'edgekeeper',
+    modules: true,
+    scriptPath: main,
+    // worker-build's shim imports ../index.js (an ES module) and the wasm beside it.
+    modulesRoot: join(ROOT, 'build'),
+    modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, ...(workerOptions.modulesRules ?? [])],
+    bindings: { ...workerOptions.bindings, ...vars },
+    host: '127.0.0.1',
+    port: 0,
+    log: new CapturingLog(LogLevel.DEBUG),
+    // No network here: skip fetching the real `request.cf` object.
+    cf: false,
+    // The worker's console output: kept so tests can scan it (for leaks, for events).
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        createInterface({ input: stream }).on('line', (line) => {
+          logs.push(line);
+          if (log) console.log(line);
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { mf, url, logs, stop: () => mf.dispose() };
+}
+
+export const TEST_SECRETS = {
+  UPSTASH_REDIS_REST_TOKEN: 'test-upstash-token-5f0c7e',
+  META_ACCESS_TOKEN: 'test-meta-token-a81b2d',
+  CLOUDFLARE_API_TOKEN: 'test-cloudflare-token-33c9e1',
+  ADMIN_TOKEN: 'test-admin-token-9d2e4f6a8b',
+};
+
+/** redis + upstash-local + worker, wired together; `vars` override the worker's settings. */
+export async function startStack({ vars = {} } = {}) {
+  const redis = await startRedis();
+  const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
+  const worker = await startWorker({
+    vars: {
+      UPSTASH_REDIS_REST_URL: store.url,
+      UPSTASH_REDIS_REST_TOKEN: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN,
+      META_PIXEL_ID: '1234567890',
+      META_ACCESS_TOKEN: TEST_SECRETS.META_ACCESS_TOKEN,
+      CLOUDFLARE_API_TOKEN: TEST_SECRETS.CLOUDFLARE_API_TOKEN,
+      CLOUDFLARE_ZONE_ID: '0123456789abcdef0123456789abcdef',
+      ADMIN_TOKEN: TEST_SECRETS.ADMIN_TOKEN,
+      ...vars,
+    },
+  });
+  return {
+    redis,
+    store,
+    worker,
+    url: worker.url,
+    async stop() {
+      await worker.stop();
+      await store.stop();
+      await redis.destroy();
+    },
+  };
+}

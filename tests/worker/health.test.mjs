@@ -1,0 +1,99 @@
+// /health through the built worker in workerd, with real redis behind the local Upstash store.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, startWorker, TEST_SECRETS } from '../support/stack.mjs';
+
+let stack;
+before(async () => { stack = await startStack(); });
+after(async () => { await stack?.stop(); });
+
+async function health(url) {
+  const r = await fetch(`${url}/health`);
+  return { status: r.status, headers: r.headers, body: await r.json() };
+}
+
+test('health is ok with real redis behind the local Upstash store', async () => {
+  const { status, headers, body } = await health(stack.url);
+  assert.equal(status, 200);
+  assert.equal(body.status, 'ok');
+  assert.match(body.version, /^\d+\.\d+\.\d+/);
+  assert.equal(body.checks.config.status, 'ok');
+  assert.equal(body.checks.upstash.status, 'ok');
+  assert.equal(typeof body.checks.upstash.latency_ms, 'number');
+  assert.equal(headers.get('cache-control'), 'no-store');
+  // The probe really reached redis through the store.
+  const log = await stack.store.log();
+  assert.ok(log.entries.some((e) => e.commands[0][0] === 'PING'), 'PING reached the store');
+});
+
+test('health turns degraded when redis stops, and ok again when it is back', async () => {
+  await stack.redis.stop();
+  const down = await health(stack.url);
+  assert.equal(down.status, 200, 'degraded is still served, not a 5xx');
+  assert.equal(down.body.status, 'degraded');
+  assert.equal(down.body.checks.upstash.status, 'degraded');
+  assert.match(down.body.checks.upstash.reason, /unreachable/i);
+  await stack.redis.start();
+  const up = await health(stack.url);
+  assert.equal(up.body.status, 'ok', JSON.stringify(up.body));
+});
+
+test('an unreachable store that hangs is cut off by the timeout', async () => {
+  await stack.store.setFaults({ hang: true, times: 1 });
+  const t0 = Date.now();
+  const { body } = await health(stack.url);
+  assert.equal(body.checks.upstash.status, 'degraded');
+  assert.match(body.checks.upstash.reason, /timed out/);
+  assert.ok(Date.now() - t0 < 5000, 'the health probe is bounded');
+  await stack.store.clearFaults();
+});
+
+test('a rejected Upstash token is down, naming the variable, not degraded', async () => {
+  await stack.store.setFaults({ status: 401, times: 1 });
+  const { status, body } = await health(stack.url);
+  assert.equal(status, 503);
+  assert.equal(body.status, 'down');
+  assert.match(body.checks.upstash.reason, /UPSTASH_REDIS_REST_TOKEN/);
+});
+
+test('health output and worker logs contain no secret values', async () => {
+  const bodies = [];
+  bodies.push(JSON.stringify((await health(stack.url)).body));
+  await stack.store.setFaults({ status: 401, times: 1 });
+  bodies.push(JSON.stringify((await health(stack.url)).body));
+  await stack.redis.stop();
+  bodies.push(JSON.stringify((await health(stack.url)).body));
+  await stack.redis.start();
+  const everything = bodies.join('\n') + '\n' + stack.worker.logs.join('\n');
+  for (const [name, value] of Object.entries(TEST_SECRETS)) {
+    assert.ok(!everything.includes(value), `${name} leaked`);
+  }
+});
+
+test('an invalid setting makes health down and names the variable', async () => {
+  const w = await startWorker({ vars: { META_PIXEL_ID: 'not-a-number', ADMIN_TOKEN: 'short' } });
+  try {
+    const { status, body } = await health(w.url);
+    assert.equal(status, 503);
+    assert.equal(body.status, 'down');
+    const vars = body.checks.config.errors.map((e) => e.variable).sort();
+    assert.deepEqual(vars, ['ADMIN_TOKEN', 'META_PIXEL_ID']);
+    assert.ok(!JSON.stringify(body).includes('short'), 'the bad secret value is not echoed');
+  } finally {
+    await w.stop();
+  }
+});
+
+test('missing settings are named by job, with no values', async () => {
+  const w = await startWorker({ vars: {} });
+  try {
+    const { body } = await health(w.url);
+    assert.equal(body.status, 'degraded');
+    assert.deepEqual(body.checks.config.missing.store, ['UPSTASH_REDIS_REST_URL', 'UPSTASH_REDIS_REST_TOKEN']);
+    assert.deepEqual(body.checks.config.missing.admin, ['ADMIN_TOKEN']);
+    assert.equal(body.checks.upstash.status, 'degraded');
+  } finally {
+    await w.stop();
+  }
+});
