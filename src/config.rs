@@ -52,8 +52,35 @@ pub struct ConfigError {
 pub struct UpstashConfig {
     pub url: String,
     pub token: Secret,
-    /// Per-call timeout; an edge request cannot wait long for its store.
+    /// Per-attempt timeout; an edge request cannot wait long for its store.
     pub timeout_ms: u32,
+    /// Total budget for one store operation, retries and backoff included.
+    pub deadline_ms: u32,
+    /// Consecutive failed operations that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker fails fast before letting one probe through.
+    pub breaker_cooldown_ms: u32,
+}
+
+impl UpstashConfig {
+    pub fn new(url: impl Into<String>, token: Secret) -> UpstashConfig {
+        UpstashConfig {
+            url: url.into(),
+            token,
+            timeout_ms: DEFAULT_UPSTASH_TIMEOUT_MS,
+            deadline_ms: DEFAULT_UPSTASH_DEADLINE_MS,
+            breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
+            breaker_cooldown_ms: DEFAULT_BREAKER_COOLDOWN_MS,
+        }
+    }
+}
+
+/// Public-endpoint rate limits, per fixed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_ip: u32,
+    pub per_site: u32,
+    pub window_secs: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +108,7 @@ pub struct Config {
     pub origin_url: Option<String>,
     pub allowed_origins: AllowedOrigins,
     pub key_prefix: String,
+    pub rate_limits: RateLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +120,13 @@ pub enum AllowedOrigins {
 pub const DEFAULT_CAPI_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_CLOUDFLARE_API_BASE: &str = "https://api.cloudflare.com/client/v4";
 pub const DEFAULT_META_API_VERSION: &str = "v21.0";
-pub const DEFAULT_UPSTASH_TIMEOUT_MS: u32 = 500;
+pub const DEFAULT_UPSTASH_TIMEOUT_MS: u32 = 400;
+pub const DEFAULT_UPSTASH_DEADLINE_MS: u32 = 900;
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+pub const DEFAULT_BREAKER_COOLDOWN_MS: u32 = 10_000;
+pub const DEFAULT_RATE_LIMIT_IP: u32 = 120;
+pub const DEFAULT_RATE_LIMIT_SITE: u32 = 6_000;
+pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u32 = 60;
 pub const DEFAULT_KEY_PREFIX: &str = "ek";
 
 /// Settings a job needs: named by `/health` when absent (names only, never values).
@@ -183,8 +217,14 @@ impl Config {
         let upstash_url = r.url("UPSTASH_REDIS_REST_URL");
         let upstash_token = r.opt("UPSTASH_REDIS_REST_TOKEN").map(Secret::new);
         let timeout_ms = r.number("UPSTASH_TIMEOUT_MS", DEFAULT_UPSTASH_TIMEOUT_MS, 20, 10_000);
+        let deadline_ms = r.number("UPSTASH_DEADLINE_MS", DEFAULT_UPSTASH_DEADLINE_MS.max(timeout_ms), 20, 30_000);
+        if deadline_ms < timeout_ms {
+            r.fail("UPSTASH_DEADLINE_MS", "must be at least UPSTASH_TIMEOUT_MS");
+        }
+        let breaker_threshold = r.number("UPSTASH_BREAKER_THRESHOLD", DEFAULT_BREAKER_THRESHOLD, 1, 1000);
+        let breaker_cooldown_ms = r.number("UPSTASH_BREAKER_COOLDOWN_MS", DEFAULT_BREAKER_COOLDOWN_MS, 100, 600_000);
         let upstash = match (upstash_url, upstash_token) {
-            (Some(url), Some(token)) => Some(UpstashConfig { url, token, timeout_ms }),
+            (Some(url), Some(token)) => Some(UpstashConfig { url, token, timeout_ms, deadline_ms, breaker_threshold, breaker_cooldown_ms }),
             (Some(_), None) => {
                 r.fail("UPSTASH_REDIS_REST_TOKEN", "required when UPSTASH_REDIS_REST_URL is set");
                 None
@@ -248,10 +288,16 @@ impl Config {
             )
             .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_string());
 
+        let rate_limits = RateLimits {
+            per_ip: r.number("RATE_LIMIT_PER_IP", DEFAULT_RATE_LIMIT_IP, 1, 1_000_000),
+            per_site: r.number("RATE_LIMIT_PER_SITE", DEFAULT_RATE_LIMIT_SITE, 1, 100_000_000),
+            window_secs: r.number("RATE_LIMIT_WINDOW_SECS", DEFAULT_RATE_LIMIT_WINDOW_SECS, 1, 3600),
+        };
+
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
-        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix })
+        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits })
     }
 
     /// The settings that are absent, by job: names only.

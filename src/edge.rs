@@ -11,8 +11,20 @@ use worker::{
 };
 
 use crate::config::{Config, VarSource};
+use crate::error::AppError;
 use crate::http::{Method, Outbound, OutboundRequest, OutboundResponse, Reply, TransportError};
-use crate::router::{self, Route};
+use crate::request::Incoming;
+use crate::router::{self, Ctx, Route};
+use crate::upstash::Isolate;
+
+/// The isolate's state lives as long as the isolate; Workers run one request at a time per thread,
+/// so a leaked thread-local is the idiomatic home.
+fn isolate() -> &'static Isolate {
+    thread_local! {
+        static ISOLATE: &'static Isolate = Box::leak(Box::default());
+    }
+    ISOLATE.with(|i| *i)
+}
 
 struct EnvVars<'a>(&'a Env);
 
@@ -118,24 +130,68 @@ async fn site(req: Request, env: &Env) -> worker::Result<Response> {
             Fetch::Request(Request::from(forwarded)).send().await
         }
         None if is_local(url.host_str().unwrap_or("")) => {
-            to_response(crate::error::AppError::NoOrigin.into_reply(), method == WMethod::Head)
+            to_response(AppError::NoOrigin.into_reply(), method == WMethod::Head)
         }
         None => Fetch::Request(req).send().await,
     }
 }
 
+/// Reads at most `limit` bytes of body: `Content-Length` is checked first, but a chunked or lying
+/// body is cut off while streaming, never buffered whole.
+async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let too_large = AppError::PayloadTooLarge { limit };
+    if let Ok(Some(len)) = req.headers().get("content-length") {
+        if len.parse::<usize>().map_or(true, |n| n > limit) {
+            return Err(too_large);
+        }
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else { return Ok(body) };
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest { code: "body_unreadable", message: e.to_string() })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError> {
+    let url = req.url().map_err(|e| AppError::BadRequest { code: "bad_url", message: e.to_string() })?;
+    let body = read_capped(req, limit).await?;
+    Ok(Incoming {
+        method: req.method().to_string(),
+        path: url.path().to_string(),
+        query: url.query().map(str::to_string),
+        host: url.host_str().unwrap_or("").to_ascii_lowercase(),
+        headers: req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        body,
+    })
+}
+
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
     let method = req.method();
-    let path = req.path();
-    let route = router::route(method.as_ref(), &path);
+    let route = router::route(method.as_ref(), &req.path());
     if route == Route::Site {
         return site(req, &env).await;
     }
-    let cfg = Config::from_source(&EnvVars(&env));
-    let reply = router::handle(&route, &path, &cfg, &WorkerOutbound).await;
-    to_response(reply, method == WMethod::Head)
+    let head = method == WMethod::Head;
+    let reply = match incoming(&mut req, route.body_limit()).await {
+        Ok(inc) => {
+            let cfg = Config::from_source(&EnvVars(&env));
+            let ctx = Ctx { cfg: &cfg, out: &WorkerOutbound, iso: isolate() };
+            router::handle(route, &inc, &ctx).await
+        }
+        Err(e) => e.into_reply(),
+    };
+    to_response(reply, head)
 }
 
 /// Until the delivery pipeline consumes events, nothing is acknowledged: every message goes back to
@@ -151,7 +207,7 @@ async fn queue(batch: worker::MessageBatch<serde_json::Value>, _env: Env, _ctx: 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let cfg = Config::from_source(&EnvVars(&env));
-    let reply = crate::health::report(&cfg, &WorkerOutbound).await;
+    let reply = crate::health::report(&cfg, &WorkerOutbound, isolate()).await;
     let status = reply.body_json()["status"].as_str().unwrap_or("unknown").to_string();
     console_log!("{{\"level\":\"info\",\"msg\":\"cron health\",\"cron\":\"{}\",\"status\":\"{}\"}}", event.cron(), status);
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value as Json};
 
 use crate::config::{Config, ConfigError};
 use crate::http::{Outbound, Reply};
-use crate::upstash::{StoreError, Upstash};
+use crate::upstash::{Isolate, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -33,7 +33,9 @@ fn config_check(cfg: &Result<Config, Vec<ConfigError>>) -> (Status, Json) {
             let missing = c.missing();
             let mut by_job = serde_json::Map::new();
             for (job, var) in &missing {
-                by_job.entry(job.to_string()).or_insert_with(|| json!([])).as_array_mut().map(|a| a.push(json!(var)));
+                if let Some(list) = by_job.entry(job.to_string()).or_insert_with(|| json!([])).as_array_mut() {
+                    list.push(json!(var));
+                }
             }
             let status = if missing.is_empty() { Status::Ok } else { Status::Degraded };
             (status, json!({ "status": status.as_str(), "missing": by_job }))
@@ -41,7 +43,7 @@ fn config_check(cfg: &Result<Config, Vec<ConfigError>>) -> (Status, Json) {
     }
 }
 
-async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O) -> (Status, Json) {
+async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O, iso: &Isolate) -> (Status, Json) {
     let Ok(c) = cfg else {
         return (Status::Down, json!({ "status": "down", "reason": "configuration invalid" }));
     };
@@ -51,13 +53,18 @@ async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out:
             json!({ "status": "degraded", "reason": "not configured (UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN): dedup is local to each isolate" }),
         );
     };
-    match Upstash::new(u, out).ping().await {
-        Ok(ms) => (Status::Ok, json!({ "status": "ok", "latency_ms": round(ms) })),
+    let result = Store::new(u, out, iso).ping().await;
+    let breaker = iso.breaker.borrow().name();
+    match result {
+        Ok(ms) => (Status::Ok, json!({ "status": "ok", "latency_ms": round(ms), "breaker": breaker })),
         Err(StoreError::Unauthorized(code)) => (
             Status::Down,
             json!({ "status": "down", "reason": format!("Upstash rejected the token (HTTP {code}): check UPSTASH_REDIS_REST_TOKEN") }),
         ),
-        Err(e) => (Status::Degraded, json!({ "status": "degraded", "reason": format!("Upstash unreachable: {e}") })),
+        Err(e) => (
+            Status::Degraded,
+            json!({ "status": "degraded", "breaker": breaker, "reason": format!("Upstash unreachable: {e}; dedup and rate limits fall back to this isolate") }),
+        ),
     }
 }
 
@@ -65,9 +72,9 @@ fn round(ms: f64) -> f64 {
     (ms * 100.0).round() / 100.0
 }
 
-pub async fn report<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O) -> Reply {
+pub async fn report<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O, iso: &Isolate) -> Reply {
     let (cs, config) = config_check(cfg);
-    let (us, upstash) = upstash_check(cfg, out).await;
+    let (us, upstash) = upstash_check(cfg, out, iso).await;
     let status = cs.max(us);
     let body = json!({
         "status": status.as_str(),
@@ -99,7 +106,7 @@ mod tests {
         ];
         let good: Vec<(&str, &str)> =
             base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", store.token.as_str())]).collect();
-        let r = pollster::block_on(report(&cfg(&good), &NativeOutbound));
+        let r = pollster::block_on(report(&cfg(&good), &NativeOutbound, &Isolate::default()));
         assert_eq!(r.status, 200);
         let b = r.body_json();
         assert_eq!(b["status"], "ok", "{b}");
@@ -107,7 +114,7 @@ mod tests {
 
         let wrong: Vec<(&str, &str)> =
             base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", "nope")]).collect();
-        let r = pollster::block_on(report(&cfg(&wrong), &NativeOutbound));
+        let r = pollster::block_on(report(&cfg(&wrong), &NativeOutbound, &Isolate::default()));
         assert_eq!(r.status, 503);
         assert_eq!(r.body_json()["checks"]["upstash"]["status"], "down");
         assert!(!String::from_utf8_lossy(&r.body).contains(&store.token));
@@ -115,14 +122,14 @@ mod tests {
         let url = store.url.clone();
         drop(store);
         let down: Vec<(&str, &str)> = base.iter().copied().chain([("UPSTASH_REDIS_REST_URL", url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", "x")]).collect();
-        let r = pollster::block_on(report(&cfg(&down), &NativeOutbound));
+        let r = pollster::block_on(report(&cfg(&down), &NativeOutbound, &Isolate::default()));
         assert_eq!(r.status, 200);
         assert_eq!(r.body_json()["status"], "degraded");
     }
 
     #[test]
     fn invalid_config_is_down_and_names_the_variable() {
-        let r = pollster::block_on(report(&cfg(&[("META_PIXEL_ID", "abc")]), &NativeOutbound));
+        let r = pollster::block_on(report(&cfg(&[("META_PIXEL_ID", "abc")]), &NativeOutbound, &Isolate::default()));
         assert_eq!(r.status, 503);
         let b = r.body_json();
         assert_eq!(b["checks"]["config"]["errors"][0]["variable"], "META_PIXEL_ID");
@@ -130,7 +137,7 @@ mod tests {
 
     #[test]
     fn missing_settings_degrade_and_are_named_by_job() {
-        let r = pollster::block_on(report(&cfg(&[]), &NativeOutbound));
+        let r = pollster::block_on(report(&cfg(&[]), &NativeOutbound, &Isolate::default()));
         let b = r.body_json();
         assert_eq!(b["status"], "degraded");
         assert_eq!(b["checks"]["config"]["missing"]["admin"][0], "ADMIN_TOKEN");

@@ -2,10 +2,13 @@
 //! store client, health, routing) build and test natively; `edge` is the thin wasm32 glue that binds
 //! them to the Workers runtime.
 
+pub mod admin;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
+pub mod request;
 pub mod router;
 pub mod upstash;
 

@@ -12,7 +12,6 @@ use crate::config::{Secret, UpstashConfig};
 pub struct LocalStore {
     pub url: String,
     pub token: String,
-    pub redis_port: u16,
     redis: Child,
     store: Child,
     _dir: TempDir,
@@ -58,11 +57,14 @@ impl LocalStore {
         let mut line = String::new();
         BufReader::new(store.stdout.take().expect("stdout")).read_line(&mut line).expect("upstash-local banner");
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening URL").to_string();
-        LocalStore { url, token, redis_port, redis, store, _dir: TempDir(dir) }
+        LocalStore { url, token, redis, store, _dir: TempDir(dir) }
     }
 
     pub fn config(&self) -> UpstashConfig {
-        UpstashConfig { url: self.url.clone(), token: Secret::new(self.token.clone()), timeout_ms: 1000 }
+        let mut c = UpstashConfig::new(self.url.clone(), Secret::new(self.token.clone()));
+        c.timeout_ms = 1000;
+        c.deadline_ms = 2000;
+        c
     }
 }
 
@@ -72,5 +74,26 @@ impl Drop for LocalStore {
         let _ = self.redis.kill();
         let _ = self.store.wait();
         let _ = self.redis.wait();
+    }
+}
+
+impl LocalStore {
+    /// The store's request counter: how many HTTP requests it has served so far.
+    pub fn log_seq(&self) -> u64 {
+        let v: serde_json::Value = ureq::get(&format!("{}/__control/log?since=999999999999", self.url))
+            .set("authorization", &format!("Bearer {}", self.token))
+            .call()
+            .expect("store control log")
+            .into_json()
+            .expect("json");
+        v["result"]["last_seq"].as_u64().expect("last_seq")
+    }
+
+    /// Injects faults in the store (see tools/upstash-local: latency_ms, status, hang, drop, times).
+    pub fn set_faults(&self, faults: serde_json::Value) {
+        ureq::post(&format!("{}/__control/faults", self.url))
+            .set("authorization", &format!("Bearer {}", self.token))
+            .send_json(faults)
+            .expect("store faults");
     }
 }

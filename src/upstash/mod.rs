@@ -1,18 +1,28 @@
 //! The one Upstash Redis REST client every module uses. It owns the wire protocol (single commands,
-//! `/pipeline`, `/multi-exec`), the per-call timeout, and the mapping of what Upstash answers into
-//! [`StoreError`]. Results keep their Redis types ([`Value`]): a numeric-looking string stays a string.
+//! `/pipeline`, `/multi-exec`), bounded calls (per-attempt timeout, jittered retries of idempotent
+//! work inside a total deadline), the per-isolate circuit breaker and metrics, the value codec and
+//! the key scheme. Results keep their Redis types ([`Value`]): a numeric-looking string stays a string.
 
+pub mod breaker;
+pub mod codec;
+pub mod keys;
+pub mod local;
+pub mod metrics;
 mod value;
 
+use std::cell::RefCell;
+
+pub use keys::{Keys, Module};
 pub use value::Value;
 
 use crate::config::UpstashConfig;
 use crate::http::{Method, Outbound, OutboundRequest, TransportError};
+use breaker::Breaker;
+use local::{LocalCounters, TtlSet};
+use metrics::{Metrics, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("store not configured")]
-    NotConfigured,
     #[error("store call {0}")]
     Transport(#[from] TransportError),
     /// 401/403: the token is wrong or read-only. A configuration error, never retried.
@@ -25,12 +35,14 @@ pub enum StoreError {
     Command(String),
     #[error("unexpected store response: {0}")]
     Protocol(String),
+    #[error("circuit open after repeated store failures; next probe in {retry_in_ms} ms")]
+    CircuitOpen { retry_in_ms: u64 },
 }
 
 impl StoreError {
-    /// True when the store is unreachable or failing, as opposed to refusing us.
+    /// True when the store is unreachable or failing (fall back), as opposed to refusing us.
     pub fn is_outage(&self) -> bool {
-        matches!(self, StoreError::Transport(_) | StoreError::Server { .. } | StoreError::Protocol(_))
+        matches!(self, StoreError::Transport(_) | StoreError::Server { .. } | StoreError::Protocol(_) | StoreError::CircuitOpen { .. })
     }
 }
 
@@ -46,26 +58,111 @@ where
     args.into_iter().map(Into::into).collect()
 }
 
-pub struct Upstash<'a, O: Outbound> {
-    cfg: &'a UpstashConfig,
-    out: &'a O,
+/// State that outlives a request but not the isolate: best-effort accelerators, never the truth.
+pub struct Isolate {
+    pub breaker: RefCell<Breaker>,
+    pub metrics: RefCell<Metrics>,
+    /// Dedup keys this isolate claimed (L1) or stood in for while the store was down.
+    pub claimed: RefCell<TtlSet>,
+    pub counters: RefCell<LocalCounters>,
 }
 
-impl<'a, O: Outbound> Upstash<'a, O> {
-    pub fn new(cfg: &'a UpstashConfig, out: &'a O) -> Self {
-        Upstash { cfg, out }
+impl Default for Isolate {
+    fn default() -> Self {
+        Isolate {
+            breaker: RefCell::default(),
+            metrics: RefCell::default(),
+            claimed: RefCell::new(TtlSet::new(20_000)),
+            counters: RefCell::default(),
+        }
+    }
+}
+
+impl Isolate {
+    pub fn count(&self, name: &'static str, n: u64) {
+        self.metrics.borrow_mut().count(name, n);
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, StoreError> {
+    pub fn snapshot(&self, now_ms: f64) -> serde_json::Value {
+        let b = self.breaker.borrow();
+        let mut snap = self.metrics.borrow().snapshot();
+        snap["breaker"] = serde_json::json!({
+            "state": b.name(),
+            "opened_total": b.opened_total,
+            "retry_in_ms": b.retry_in_ms(now_ms).map(|v| v.round()),
+            "last_error": b.last_error,
+        });
+        snap["l1_entries"] = serde_json::json!(self.claimed.borrow().len());
+        snap
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Single,
+    Pipeline,
+    MultiExec,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Single => "/",
+            Endpoint::Pipeline => "/pipeline",
+            Endpoint::MultiExec => "/multi-exec",
+        }
+    }
+}
+
+/// Whether a call may be sent again after an outage-type failure: only if running it twice has the
+/// same effect as once (reads, `SET` of a fixed value, `DEL`, a claim carrying its own token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Idempotent,
+    Once,
+}
+
+const MAX_RETRIES: u32 = 2;
+/// No attempt starts with less than this left in the budget: it could not finish anyway.
+const MIN_ATTEMPT_MS: f64 = 20.0;
+
+/// Full-jitter exponential backoff: uniform in [5, min(200, 25·2^attempt)] ms.
+pub fn backoff_ms(attempt: u32, random: f64) -> f64 {
+    let cap = (25.0 * f64::from(1u32 << attempt.min(4))).min(200.0);
+    5.0 + random.clamp(0.0, 1.0) * (cap - 5.0)
+}
+
+pub struct Store<'a, O: Outbound> {
+    cfg: &'a UpstashConfig,
+    out: &'a O,
+    iso: &'a Isolate,
+}
+
+pub type Results = Vec<Result<Value, StoreError>>;
+
+impl<'a, O: Outbound> Store<'a, O> {
+    pub fn new(cfg: &'a UpstashConfig, out: &'a O, iso: &'a Isolate) -> Self {
+        Store { cfg, out, iso }
+    }
+
+    pub fn isolate(&self) -> &Isolate {
+        self.iso
+    }
+
+    pub fn now_ms(&self) -> f64 {
+        self.out.now_ms()
+    }
+
+    async fn send(&self, endpoint: Endpoint, body: &serde_json::Value, timeout_ms: u32) -> Result<serde_json::Value, StoreError> {
         let req = OutboundRequest {
             method: Method::Post,
-            url: format!("{}{}", self.cfg.url, path),
+            url: format!("{}{}", self.cfg.url, endpoint.path()),
             headers: vec![
                 ("authorization".into(), format!("Bearer {}", self.cfg.token.expose())),
                 ("content-type".into(), "application/json".into()),
             ],
             body: Some(serde_json::to_vec(body).map_err(|e| StoreError::Protocol(e.to_string()))?),
-            timeout_ms: self.cfg.timeout_ms,
+            timeout_ms,
         };
         let resp = self.out.send(req).await?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
@@ -78,40 +175,184 @@ impl<'a, O: Outbound> Upstash<'a, O> {
         }
     }
 
+    /// One bounded operation: breaker check, attempts with backoff inside the deadline, metrics.
+    async fn call(&self, op: &'static str, endpoint: Endpoint, body: serde_json::Value, retry: Retry) -> Result<serde_json::Value, StoreError> {
+        let start = self.out.now_ms();
+        let allowed = self.iso.breaker.borrow_mut().allow(start);
+        if !allowed {
+            self.iso.metrics.borrow_mut().record(op, Outcome::FastFail, 0.0, 0);
+            let retry_in_ms = self.iso.breaker.borrow().retry_in_ms(start).unwrap_or(0.0) as u64;
+            return Err(StoreError::CircuitOpen { retry_in_ms });
+        }
+        let deadline = start + f64::from(self.cfg.deadline_ms);
+        let mut attempt = 0;
+        let result = loop {
+            let left = deadline - self.out.now_ms();
+            let timeout = (self.cfg.timeout_ms as f64).min(left).max(MIN_ATTEMPT_MS) as u32;
+            let r = self.send(endpoint, &body, timeout).await;
+            match r {
+                Err(e) if e.is_outage() && retry == Retry::Idempotent && attempt < MAX_RETRIES => {
+                    let pause = backoff_ms(attempt, self.out.random());
+                    if self.out.now_ms() + pause + MIN_ATTEMPT_MS > deadline {
+                        break Err(e);
+                    }
+                    self.out.sleep(pause as u32).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        let now = self.out.now_ms();
+        let mut b = self.iso.breaker.borrow_mut();
+        let mut m = self.iso.metrics.borrow_mut();
+        match &result {
+            Err(e) if e.is_outage() => {
+                b.on_failure(now, self.cfg.breaker_threshold, self.cfg.breaker_cooldown_ms, e.to_string());
+                m.record(op, Outcome::Error, now - start, attempt);
+            }
+            // The store answered (even if it refused us): it is reachable.
+            Err(_) => {
+                b.on_success();
+                m.record(op, Outcome::Error, now - start, attempt);
+            }
+            Ok(_) => {
+                b.on_success();
+                m.record(op, Outcome::Ok, now - start, attempt);
+            }
+        }
+        result
+    }
+
     /// One command, one round trip.
-    pub async fn command(&self, command: &[String]) -> Result<Value, StoreError> {
-        let body = self.post("/", &serde_json::json!(command)).await?;
+    pub async fn command(&self, op: &'static str, command: &[String], retry: Retry) -> Result<Value, StoreError> {
+        let body = self.call(op, Endpoint::Single, serde_json::json!(command), retry).await?;
         entry(&body)
     }
 
     /// Several commands in one round trip, not atomic; each has its own outcome.
-    pub async fn pipeline(&self, commands: &[Command]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
-        self.batch("/pipeline", commands).await
+    pub async fn pipeline(&self, op: &'static str, commands: &[Command], retry: Retry) -> Result<Results, StoreError> {
+        self.batch(op, Endpoint::Pipeline, commands, retry).await
     }
 
     /// Several commands in one round trip, as one MULTI/EXEC transaction.
-    pub async fn multi_exec(&self, commands: &[Command]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
-        self.batch("/multi-exec", commands).await
+    pub async fn multi_exec(&self, op: &'static str, commands: &[Command], retry: Retry) -> Result<Results, StoreError> {
+        self.batch(op, Endpoint::MultiExec, commands, retry).await
     }
 
-    async fn batch(&self, path: &str, commands: &[Command]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
-        let body = self.post(path, &serde_json::json!(commands)).await?;
-        let items = body.as_array().ok_or_else(|| StoreError::Protocol(format!("{path} answer is not an array")))?;
+    async fn batch(&self, op: &'static str, endpoint: Endpoint, commands: &[Command], retry: Retry) -> Result<Results, StoreError> {
+        let body = self.call(op, endpoint, serde_json::json!(commands), retry).await?;
+        let items = body.as_array().ok_or_else(|| StoreError::Protocol(format!("{op}: answer is not an array")))?;
         if items.len() != commands.len() {
-            return Err(StoreError::Protocol(format!("{path}: {} answers for {} commands", items.len(), commands.len())));
+            return Err(StoreError::Protocol(format!("{op}: {} answers for {} commands", items.len(), commands.len())));
         }
         Ok(items.iter().map(entry).collect())
     }
 
-    /// PING, timed: the health probe.
+    /// PING, timed: the health probe. Goes through the breaker, so it is also the half-open probe.
     pub async fn ping(&self) -> Result<f64, StoreError> {
         let start = self.out.now_ms();
-        let v = self.command(&cmd(["PING"])).await?;
-        let elapsed = self.out.now_ms() - start;
+        let v = self.command("ping", &cmd(["PING"]), Retry::Idempotent).await?;
         match v {
-            Value::Str(s) if s == "PONG" => Ok(elapsed),
+            Value::Str(s) if s == "PONG" => Ok(self.out.now_ms() - start),
             other => Err(StoreError::Protocol(format!("PING answered {other:?}"))),
         }
+    }
+
+    /// GET, decoded by the value codec.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let v = self.command("get", &cmd(["GET", key]), Retry::Idempotent).await?;
+        self.iso.metrics.borrow_mut().hit("get", !v.is_nil());
+        match v {
+            Value::Nil => Ok(None),
+            Value::Str(s) => codec::decode(&s).map(Some).map_err(StoreError::Protocol),
+            other => Err(StoreError::Protocol(format!("GET answered {other:?}"))),
+        }
+    }
+
+    /// SET with a TTL, encoded by the value codec (over 2 KB: compressed).
+    pub async fn set(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), StoreError> {
+        let stored = codec::encode(value);
+        self.command("set", &cmd(["SET", key, &stored, "EX", &ttl_secs.to_string()]), Retry::Idempotent).await.map(|_| ())
+    }
+
+    /// SET NX EX: true when this call created the key. Not retried (a retry could not tell its own
+    /// earlier success from another writer's); use a claim token where that matters.
+    pub async fn set_nx_ex(&self, key: &str, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let v = self.command("set_nx", &cmd(["SET", key, value, "NX", "EX", &ttl_secs.to_string()]), Retry::Once).await?;
+        self.iso.metrics.borrow_mut().hit("set_nx", v.is_nil());
+        Ok(!v.is_nil())
+    }
+
+    pub async fn del(&self, keys: &[String]) -> Result<i64, StoreError> {
+        let mut c = cmd(["DEL"]);
+        c.extend(keys.iter().cloned());
+        self.command("del", &c, Retry::Idempotent).await?.as_int().ok_or_else(|| StoreError::Protocol("DEL answered a non-integer".into()))
+    }
+
+    /// INCR and set the TTL if the key has none, atomically, in one round trip. Not retried.
+    pub async fn incr_expire(&self, key: &str, ttl_secs: u64) -> Result<i64, StoreError> {
+        let r = self.multi_exec("incr_expire", &[cmd(["INCR", key]), cmd(["EXPIRE", key, &ttl_secs.to_string(), "NX"])], Retry::Once).await?;
+        r.into_iter().next().unwrap_or(Err(StoreError::Protocol("empty answer".into())))?.as_int().ok_or_else(|| StoreError::Protocol("INCR answered a non-integer".into()))
+    }
+
+    /// LPUSH then LTRIM to `keep` entries, in one round trip; values go through the codec.
+    pub async fn push_capped(&self, key: &str, values: &[String], keep: u32) -> Result<i64, StoreError> {
+        let mut push = cmd(["LPUSH", key]);
+        push.extend(values.iter().map(|v| codec::encode(v)));
+        let r = self.multi_exec("push_capped", &[push, cmd(["LTRIM", key, "0", &(keep.saturating_sub(1)).to_string()])], Retry::Once).await?;
+        r.into_iter().next().unwrap_or(Err(StoreError::Protocol("empty answer".into())))?.as_int().ok_or_else(|| StoreError::Protocol("LPUSH answered a non-integer".into()))
+    }
+
+    /// LRANGE, values decoded.
+    pub async fn range(&self, key: &str, start: i64, stop: i64) -> Result<Vec<String>, StoreError> {
+        match self.command("range", &cmd(["LRANGE", key, &start.to_string(), &stop.to_string()]), Retry::Idempotent).await? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| StoreError::Protocol("LRANGE item is not a string".into())).and_then(|s| codec::decode(s).map_err(StoreError::Protocol)))
+                .collect(),
+            other => Err(StoreError::Protocol(format!("LRANGE answered {other:?}"))),
+        }
+    }
+
+    /// Deletes every key matching `pattern` with SCAN + UNLINK, a page at a time, so no single
+    /// command blocks redis (never KEYS). Stops after `max_pages` pages (subrequests are counted):
+    /// returns the number deleted and whether the scan finished.
+    pub async fn delete_matching(&self, pattern: &str, page: u32, max_pages: u32) -> Result<(u64, bool), StoreError> {
+        let mut cursor = "0".to_string();
+        let mut deleted = 0u64;
+        for _ in 0..max_pages {
+            let r = self.command("scan", &cmd(["SCAN", &cursor, "MATCH", pattern, "COUNT", &page.to_string()]), Retry::Idempotent).await?;
+            let (next, keys) = match r {
+                Value::Array(mut parts) if parts.len() == 2 => {
+                    let keys = parts.pop().unwrap_or(Value::Nil);
+                    let next = parts.pop().unwrap_or(Value::Nil);
+                    match (next, keys) {
+                        (Value::Str(c), Value::Array(k)) => (c, k),
+                        _ => return Err(StoreError::Protocol("SCAN answer malformed".into())),
+                    }
+                }
+                other => return Err(StoreError::Protocol(format!("SCAN answered {other:?}"))),
+            };
+            let keys: Vec<String> = keys.into_iter().filter_map(|k| k.as_str().map(str::to_string)).collect();
+            if !keys.is_empty() {
+                let mut c = cmd(["UNLINK"]);
+                c.extend(keys);
+                deleted += self.command("unlink", &c, Retry::Idempotent).await?.as_int().unwrap_or(0) as u64;
+            }
+            cursor = next;
+            if cursor == "0" {
+                return Ok((deleted, true));
+            }
+        }
+        Ok((deleted, false))
+    }
+
+    /// EVAL a Lua script: one round trip for logic that must be atomic.
+    pub async fn eval(&self, op: &'static str, script: &str, keys: &[String], args: &[String], retry: Retry) -> Result<Value, StoreError> {
+        let mut c = cmd(["EVAL", script, &keys.len().to_string()]);
+        c.extend(keys.iter().cloned());
+        c.extend(args.iter().cloned());
+        self.command(op, &c, retry).await
     }
 }
 

@@ -1,0 +1,121 @@
+//! Admission against real redis through the real local store.
+
+use super::*;
+use crate::http::native::NativeOutbound;
+use crate::testsupport::LocalStore;
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+const LIMITS: RateLimits = RateLimits { per_ip: 1000, per_site: 100_000, window_secs: 60 };
+
+fn keys() -> Keys {
+    Keys::new("ek", "shop.example")
+}
+
+#[test]
+fn one_round_trip_claims_and_counts_then_l1_answers_repeats_for_free() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Purchase", "o-1"), claim_key(&k, "AddToCart", "o-1")];
+    let a = Admit { keys: &k, client_ip: "203.0.113.7", limits: LIMITS, request_token: "tok-1" };
+
+    let seq0 = store.log_seq();
+    let first = run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap();
+    assert_eq!(first.fresh, vec![true, true]);
+    assert_eq!(first.mode, DedupMode::Store);
+    assert_eq!(first.round_trips, 1);
+    assert_eq!(store.log_seq() - seq0, 1, "claims and counters in one HTTP request");
+
+    let a2 = Admit { request_token: "tok-2", ..a };
+    let again = run(admit(Some(&s), &iso, &out, &a2, &claims)).unwrap();
+    assert_eq!(again.fresh, vec![false, false]);
+    assert_eq!(again.round_trips, 0, "the L1 knew");
+    assert_eq!(store.log_seq() - seq0, 1);
+
+    // Another isolate (empty L1) learns it from the store.
+    let iso2 = Isolate::default();
+    let s2 = Store::new(&cfg, &out, &iso2);
+    let other = run(admit(Some(&s2), &iso2, &out, &Admit { request_token: "tok-3", ..a }, &claims)).unwrap();
+    assert_eq!(other.fresh, vec![false, false]);
+    assert_eq!(other.round_trips, 1);
+}
+
+#[test]
+fn a_retried_admission_still_sees_its_own_claims_as_new_and_counts_once() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Lead", "l-1")];
+    let a = Admit { keys: &k, client_ip: "198.51.100.1", limits: LIMITS, request_token: "same-token" };
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
+    // The retry comes from a fresh isolate (no L1), as after a lost response.
+    let iso2 = Isolate::default();
+    let s2 = Store::new(&cfg, &out, &iso2);
+    let retry = run(admit(Some(&s2), &iso2, &out, &a, &claims)).unwrap();
+    assert_eq!(retry.fresh, vec![true]);
+    assert_eq!(retry.rate.remaining, LIMITS.per_ip - 1, "the retry did not count twice");
+}
+
+#[test]
+fn over_the_limit_is_rate_limited_and_claims_nothing() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let limits = RateLimits { per_ip: 2, per_site: 100, window_secs: 60 };
+    for i in 0..2 {
+        let c = vec![claim_key(&k, "PageView", &format!("p-{i}"))];
+        let t = format!("t-{i}");
+        run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.9", limits, request_token: &t }, &c)).unwrap();
+    }
+    let c = vec![claim_key(&k, "PageView", "p-limited")];
+    let err = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.9", limits, request_token: "t-x" }, &c)).unwrap_err();
+    assert_eq!(err.status(), 429);
+    // Not claimed: the client can send it again once the window resets.
+    assert_eq!(run(s.get(&c[0])).unwrap(), None);
+    // Another client is not affected.
+    let ok = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.10", limits, request_token: "t-y" }, &c)).unwrap();
+    assert_eq!(ok.fresh, vec![true]);
+}
+
+#[test]
+fn store_down_falls_back_to_local_dedup() {
+    let store = LocalStore::start();
+    let mut cfg = store.config();
+    cfg.timeout_ms = 200;
+    cfg.deadline_ms = 300;
+    drop(store);
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Purchase", "down-1")];
+    let a = Admit { keys: &k, client_ip: "203.0.113.1", limits: LIMITS, request_token: "d1" };
+    let first = run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap();
+    assert_eq!((first.fresh.clone(), first.mode), (vec![true], DedupMode::Local));
+    let second = run(admit(Some(&s), &iso, &out, &Admit { request_token: "d2", ..a }, &claims)).unwrap();
+    assert_eq!(second.fresh, vec![false]);
+    assert!(iso.metrics.borrow().counter("dedup_local") >= 1);
+}
+
+#[test]
+fn released_claims_can_be_claimed_again() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Purchase", "r-1")];
+    let a = Admit { keys: &k, client_ip: "203.0.113.2", limits: LIMITS, request_token: "r1" };
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
+    run(release(Some(&s), &iso, &claims)).unwrap();
+    let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "r2", ..a }, &claims)).unwrap();
+    assert_eq!(again.fresh, vec![true]);
+}

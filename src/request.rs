@@ -1,0 +1,102 @@
+//! The incoming request as plain data: what handlers read, built once by the runtime glue (with the
+//! body already capped) or by native tests.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    pub method: String,
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: Option<String>,
+    /// Lowercased host, without port.
+    pub host: String,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Decodes `%XX` and `+` in a query component; invalid escapes are kept literally.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Incoming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.as_deref()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.iter().filter(|(k, _)| k == "cookie").flat_map(|(_, v)| v.split(';')).find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// The body as JSON of type `T`; malformed input is a 400 naming what was wrong.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_json::from_slice(&self.body).map_err(|e| AppError::BadRequest { code: "invalid_json", message: format!("request body: {e}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Incoming {
+        Incoming {
+            query: Some("site=shop%2Eexample&x=a+b&bad=%zz&trail=%4".into()),
+            headers: vec![("cookie".into(), "_fbp=fb.1.1.2; consent=denied".into()), ("user-agent".into(), "UA".into())],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn query_params_and_cookies() {
+        let r = req();
+        assert_eq!(r.query_param("site").as_deref(), Some("shop.example"));
+        assert_eq!(r.query_param("x").as_deref(), Some("a b"));
+        assert_eq!(r.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(r.query_param("trail").as_deref(), Some("%4"));
+        assert_eq!(r.query_param("none"), None);
+        assert_eq!(r.cookie("_fbp").as_deref(), Some("fb.1.1.2"));
+        assert_eq!(r.cookie("consent").as_deref(), Some("denied"));
+        assert_eq!(r.header("User-Agent"), Some("UA"));
+    }
+
+    #[test]
+    fn malformed_json_is_a_400() {
+        let r = Incoming { body: b"{nope".to_vec(), ..Default::default() };
+        let e = r.json::<serde_json::Value>().unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.code(), "invalid_json");
+    }
+}
