@@ -3,11 +3,14 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::capi::deliver::dlq_key;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::events::dedup::books_key;
+use crate::events::outbox::{EventSink, QueuedEvent};
 use crate::http::{Outbound, Reply};
 use crate::request::Incoming;
-use crate::upstash::{Isolate, Keys, Module, Store};
+use crate::upstash::{cmd, codec, Isolate, Keys, Module, Retry, Store, Value};
 
 /// Compares digests, so neither the token's bytes nor its length leak through timing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -32,13 +35,115 @@ pub fn site_of(req: &Incoming) -> String {
     req.query_param("site").unwrap_or_else(|| req.host.clone())
 }
 
-pub fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
+fn store<'a, O: Outbound>(cfg: &'a Config, out: &'a O, iso: &'a Isolate) -> Result<Store<'a, O>, AppError> {
+    let upstash = cfg.upstash.as_ref().ok_or(AppError::NotConfigured("UPSTASH_REDIS_REST_URL"))?;
+    Ok(Store::new(upstash, out, iso))
+}
+
+/// The site's books from the store (accepted = delivered + in flight + dead-lettered), and this
+/// isolate's view of the store (latency percentiles, breaker, fallbacks).
+pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
     authorize(req, cfg)?;
+    let keys = Keys::new(&cfg.key_prefix, &site_of(req));
+    let books = match store(cfg, out, iso) {
+        Ok(s) => match s.command("books", &cmd(["HGETALL".to_string(), books_key(&keys)]), Retry::Idempotent).await {
+            Ok(v) => Some(books_json(&v)),
+            Err(e) => {
+                let mut b = serde_json::json!({});
+                b["error"] = serde_json::json!(e.to_string());
+                Some(b)
+            }
+        },
+        Err(_) => None,
+    };
     let body = serde_json::json!({
-        "site": crate::upstash::keys::sanitize_site(&site_of(req)),
+        "site": keys.site(),
+        "books": books,
         "isolate": { "upstash": iso.snapshot(out.now_ms()) },
     });
     Ok(Reply::json(200, &body))
+}
+
+fn books_json(v: &Value) -> serde_json::Value {
+    let mut fields = std::collections::BTreeMap::new();
+    if let Value::Array(items) = v {
+        for pair in items.chunks(2) {
+            if let [Value::Str(k), Value::Str(n)] = pair {
+                fields.insert(k.clone(), n.parse::<i64>().unwrap_or(0));
+            }
+        }
+    }
+    let get = |k: &str| fields.get(k).copied().unwrap_or(0);
+    let in_flight = get("accepted") - get("delivered") - get("dead_lettered");
+    serde_json::json!({
+        "accepted": get("accepted"), "duplicates": get("duplicates"), "rejected": get("rejected"),
+        "delivered": get("delivered"), "retried": get("retried"), "dead_lettered": get("dead_lettered"),
+        "in_flight": in_flight,
+    })
+}
+
+/// `GET /admin/dlq?site=&limit=`: the newest dead letters first, with their reasons.
+pub async fn dlq_list<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let limit: i64 = req.query_param("limit").and_then(|l| l.parse().ok()).filter(|l| (1..=1000).contains(l)).unwrap_or(100);
+    let site = crate::upstash::keys::sanitize_site(&site_of(req));
+    let key = dlq_key(&cfg.key_prefix, &site);
+    let s = store(cfg, out, iso)?;
+    let r = s.pipeline("dlq_list", &[cmd(["LLEN".to_string(), key.clone()]), cmd(["LRANGE".to_string(), key, "0".into(), (limit - 1).to_string()])], Retry::Idempotent).await?;
+    let total = r.first().and_then(|v| v.as_ref().ok()).and_then(Value::as_int).unwrap_or(0);
+    let entries: Vec<serde_json::Value> = match r.get(1) {
+        Some(Ok(Value::Array(items))) => items.iter().filter_map(|v| v.as_str()).filter_map(|raw| codec::decode(raw).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Reply::json(200, &serde_json::json!({ "site": site, "total": total, "entries": entries })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    #[serde(default)]
+    event_ids: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /admin/dlq/replay`: puts dead letters back on the queue (`{"event_ids": [...]}` or
+/// `{"all": true}`), then removes exactly those from the list. Queue first: a failure leaves them
+/// where they were.
+pub async fn dlq_replay<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate, sink: &S) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let body: ReplayBody = req.json()?;
+    if body.event_ids.is_none() && !body.all {
+        return Err(AppError::BadRequest { code: "invalid_replay", message: "give event_ids: [...] or all: true".into() });
+    }
+    let site = crate::upstash::keys::sanitize_site(&site_of(req));
+    let key = dlq_key(&cfg.key_prefix, &site);
+    let s = store(cfg, out, iso)?;
+    let raw = match s.command("dlq_read", &cmd(["LRANGE".to_string(), key.clone(), "0".into(), "999".into()]), Retry::Idempotent).await? {
+        Value::Array(items) => items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let mut chosen: Vec<(String, QueuedEvent)> = Vec::new();
+    for stored in raw {
+        let Some(entry) = codec::decode(&stored).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) else { continue };
+        let wanted = body.all || body.event_ids.as_ref().is_some_and(|ids| entry["event_id"].as_str().is_some_and(|id| ids.iter().any(|w| w == id)));
+        if let (true, Ok(mut msg)) = (wanted, serde_json::from_value::<QueuedEvent>(entry["message"].clone())) {
+            msg.accepted_at_ms = out.now_ms() as i64;
+            chosen.push((stored, msg));
+        }
+    }
+    for chunk in chosen.chunks(crate::events::collect::QUEUE_BATCH_MESSAGES) {
+        let messages: Vec<QueuedEvent> = chunk.iter().map(|(_, m)| m.clone()).collect();
+        sink.send_batch(&messages).await.map_err(|e| AppError::Unavailable { code: "queue_unavailable", message: format!("replay not queued: {e}"), retry_after_secs: 2 })?;
+    }
+    let mut commands: Vec<crate::upstash::Command> = chosen.iter().map(|(stored, _)| cmd(["LREM".to_string(), key.clone(), "1".into(), stored.clone()])).collect();
+    if !chosen.is_empty() {
+        // Replayed letters are back in flight: take them off the dead-lettered count.
+        commands.push(cmd(["HINCRBY".to_string(), books_key(&Keys::new(&cfg.key_prefix, &site)), "dead_lettered".into(), format!("-{}", chosen.len())]));
+        s.multi_exec("dlq_remove", &commands, Retry::Once).await?;
+    }
+    let ids: Vec<&str> = chosen.iter().map(|(_, m)| m.event.event_id.as_str()).collect();
+    Ok(Reply::json(200, &serde_json::json!({ "site": site, "replayed": ids })))
 }
 
 #[derive(serde::Deserialize)]
@@ -55,10 +160,8 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         code: "unknown_module",
         message: "module must be one of evt, rl, dlq, stats, zaraz, sent".into(),
     })?;
-    let upstash = cfg.upstash.as_ref().ok_or(AppError::NotConfigured("UPSTASH_REDIS_REST_URL"))?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
-    let store = Store::new(upstash, out, iso);
-    let (deleted, complete) = store.delete_matching(&keys.pattern(module), 1000, 40).await?;
+    let (deleted, complete) = store(cfg, out, iso)?.delete_matching(&keys.pattern(module), 1000, 40).await?;
     if module == Module::Evt {
         // The L1 would otherwise keep answering "duplicate" for ids that are no longer claimed.
         *iso.claimed.borrow_mut() = crate::upstash::local::TtlSet::new(20_000);

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::events::catalog::{valid_custom_name, Catalog};
+
 /// Where settings come from: `worker::Env` in the worker, a map in native tests.
 pub trait VarSource {
     fn get(&self, name: &str) -> Option<String>;
@@ -75,6 +77,13 @@ impl UpstashConfig {
     }
 }
 
+/// Bounds on one `/collect` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectLimits {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
 /// Public-endpoint rate limits, per fixed window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
@@ -109,6 +118,10 @@ pub struct Config {
     pub allowed_origins: AllowedOrigins,
     pub key_prefix: String,
     pub rate_limits: RateLimits,
+    pub collect: CollectLimits,
+    pub catalog: Catalog,
+    /// Events per Conversions API request (Meta accepts up to 1000).
+    pub capi_batch_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,10 +307,21 @@ impl Config {
             window_secs: r.number("RATE_LIMIT_WINDOW_SECS", DEFAULT_RATE_LIMIT_WINDOW_SECS, 1, 3600),
         };
 
+        let collect = CollectLimits {
+            max_events: r.number("COLLECT_MAX_EVENTS", 50, 1, 100) as usize,
+            max_bytes: r.number("COLLECT_MAX_BYTES", 65_536, 1024, 1_048_576) as usize,
+        };
+        let custom: Vec<String> = r.opt("CUSTOM_EVENTS").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+        if let Some(bad) = custom.iter().find(|c| !valid_custom_name(c)) {
+            r.fail("CUSTOM_EVENTS", format!("'{bad}' is not a valid event name (letters, digits, _; starts with a letter; ≤ 40)"));
+        }
+        let catalog = Catalog::new(custom);
+        let capi_batch_size = r.number("CAPI_BATCH_SIZE", 100, 1, 1000) as usize;
+
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
-        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits })
+        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size })
     }
 
     /// The settings that are absent, by job: names only.

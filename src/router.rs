@@ -3,6 +3,8 @@
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
+use crate::events::collect;
+use crate::events::outbox::EventSink;
 use crate::error::AppError;
 use crate::health;
 use crate::http::{Outbound, Reply};
@@ -18,8 +20,12 @@ pub const ADMIN_BODY_LIMIT: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Collect,
+    CollectPreflight,
     AdminStats,
     AdminPurge,
+    AdminDlq,
+    AdminDlqReplay,
     /// A worker path that does not exist.
     NotFound,
     MethodNotAllowed(&'static str),
@@ -29,9 +35,10 @@ pub enum Route {
 
 impl Route {
     /// How much body the route may read (0: none).
-    pub fn body_limit(self) -> usize {
+    pub fn body_limit(self, cfg: Option<&Config>) -> usize {
         match self {
-            Route::AdminPurge => ADMIN_BODY_LIMIT,
+            Route::AdminPurge | Route::AdminDlqReplay => ADMIN_BODY_LIMIT,
+            Route::Collect => cfg.map_or(65_536, |c| c.collect.max_bytes),
             _ => 0,
         }
     }
@@ -41,23 +48,21 @@ fn under(path: &str, prefix: &str) -> bool {
     path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Each worker path with the methods it takes.
-const TABLE: &[(&str, &[&str], Route)] = &[
-    ("/health", &["GET", "HEAD"], Route::Health),
-    ("/admin/stats", &["GET"], Route::AdminStats),
-    ("/admin/store/purge", &["POST"], Route::AdminPurge),
+/// A worker path, the `Allow` it advertises, and its route per method.
+type PathRoutes = (&'static str, &'static str, &'static [(&'static str, Route)]);
+
+const TABLE: &[PathRoutes] = &[
+    ("/health", "GET, HEAD", &[("GET", Route::Health), ("HEAD", Route::Health)]),
+    ("/collect", "POST, OPTIONS", &[("POST", Route::Collect), ("OPTIONS", Route::CollectPreflight)]),
+    ("/admin/stats", "GET", &[("GET", Route::AdminStats)]),
+    ("/admin/store/purge", "POST", &[("POST", Route::AdminPurge)]),
+    ("/admin/dlq", "GET", &[("GET", Route::AdminDlq)]),
+    ("/admin/dlq/replay", "POST", &[("POST", Route::AdminDlqReplay)]),
 ];
 
 pub fn route(method: &str, path: &str) -> Route {
-    if let Some((_, methods, r)) = TABLE.iter().find(|(p, _, _)| *p == path) {
-        return if methods.contains(&method) {
-            *r
-        } else {
-            Route::MethodNotAllowed(match methods.len() {
-                2 => "GET, HEAD",
-                _ => methods[0],
-            })
-        };
+    if let Some((_, allow, methods)) = TABLE.iter().find(|(p, _, _)| *p == path) {
+        return methods.iter().find(|(m, _)| *m == method).map_or(Route::MethodNotAllowed(allow), |(_, r)| *r);
     }
     if OWN_PREFIXES.iter().any(|p| under(path, p)) {
         Route::NotFound
@@ -66,25 +71,39 @@ pub fn route(method: &str, path: &str) -> Route {
     }
 }
 
-/// What a handler may use: the parsed configuration, outbound I/O, and the isolate's state.
-pub struct Ctx<'a, O: Outbound> {
+/// What a handler may use: the parsed configuration, outbound I/O, the isolate's state, the queue.
+pub struct Ctx<'a, O: Outbound, S: EventSink> {
     pub cfg: &'a Result<Config, Vec<ConfigError>>,
     pub out: &'a O,
     pub iso: &'a Isolate,
+    pub sink: &'a S,
 }
 
-impl<O: Outbound> Ctx<'_, O> {
+impl<O: Outbound, S: EventSink> Ctx<'_, O, S> {
     fn config(&self) -> Result<&Config, AppError> {
         self.cfg.as_ref().map_err(|e| AppError::ConfigInvalid(e.clone()))
     }
 }
 
 /// Runs a worker-owned route; every error becomes its JSON reply here, once.
-pub async fn handle<O: Outbound>(route: Route, req: &Incoming, ctx: &Ctx<'_, O>) -> Reply {
+pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx: &Ctx<'_, O, S>) -> Reply {
     let result: Result<Reply, AppError> = match route {
         Route::Health => Ok(health::report(ctx.cfg, ctx.out, ctx.iso).await),
+        Route::Collect => match ctx.config() {
+            Ok(cfg) => collect::collect(req, cfg, ctx.out, ctx.iso, ctx.sink).await,
+            Err(e) => Err(e),
+        },
+        Route::CollectPreflight => ctx.config().and_then(|cfg| collect::preflight(req, cfg)),
         Route::AdminStats => match ctx.config() {
-            Ok(cfg) => admin::stats(req, cfg, ctx.out, ctx.iso),
+            Ok(cfg) => admin::stats(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminDlq => match ctx.config() {
+            Ok(cfg) => admin::dlq_list(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminDlqReplay => match ctx.config() {
+            Ok(cfg) => admin::dlq_replay(req, cfg, ctx.out, ctx.iso, ctx.sink).await,
             Err(e) => Err(e),
         },
         Route::AdminPurge => match ctx.config() {
@@ -111,6 +130,9 @@ mod tests {
         assert_eq!(route("POST", "/admin/store/purge"), Route::AdminPurge);
         assert_eq!(route("GET", "/admin/nope"), Route::NotFound);
         assert_eq!(route("GET", "/collect/x"), Route::NotFound);
+        assert_eq!(route("POST", "/collect"), Route::Collect);
+        assert_eq!(route("OPTIONS", "/collect"), Route::CollectPreflight);
+        assert_eq!(route("GET", "/collect"), Route::MethodNotAllowed("POST, OPTIONS"));
         assert_eq!(route("GET", "/healthz"), Route::Site);
         assert_eq!(route("GET", "/administrator"), Route::Site);
         assert_eq!(route("GET", "/"), Route::Site);

@@ -1,4 +1,10 @@
-//! Conversion events: admission (rate limit + dedup claims), and — as the pipeline lands — intake
-//! validation, normalisation and hashing.
+//! Conversion events: the catalog, intake (validation, normalisation, hashing), admission (rate
+//! limit + dedup claims) and the durable outbox they are queued to.
 
+pub mod catalog;
+pub mod collect;
+pub mod currency;
 pub mod dedup;
+pub mod intake;
+pub mod normalize;
+pub mod outbox;

@@ -110,10 +110,13 @@ export async function startUpstashLocal({ redisPort, token }) {
 }
 
 /** The built worker (build/) in workerd, configured from wrangler.toml plus `vars`. */
-export async function startWorker({ vars = {}, log = false } = {}) {
+export async function startWorker({ vars = {}, log = false, batchTimeout = 1 } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
-  const { unstable_getMiniflareWorkerOptions } = await import('wrangler');
-  const { workerOptions, main } = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml'));
+  const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import('wrangler');
+  const configPath = join(ROOT, 'wrangler.toml');
+  const { workerOptions, main } = unstable_getMiniflareWorkerOptions(configPath);
+  // Only wrangler.toml's [vars]: a developer's .dev.vars must not change what tests see.
+  const tomlVars = unstable_readConfig({ config: configPath }).vars ?? {};
   const logs = [];
   class CapturingLog extends Log {
     log(message) { logs.push(message); if (log) super.log(message); }
@@ -126,7 +129,11 @@ export async function startWorker({ vars = {}, log = false } = {}) {
     // worker-build's shim imports ../index.js (an ES module) and the wasm beside it.
     modulesRoot: join(ROOT, 'build'),
     modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, ...(workerOptions.modulesRules ?? [])],
-    bindings: { ...workerOptions.bindings, ...vars },
+    bindings: { ...tomlVars, ...vars },
+    // Tests wait less for the queue to gather a batch than production does.
+    queueConsumers: Object.fromEntries(
+      Object.entries(workerOptions.queueConsumers ?? {}).map(([q, c]) => [q, { ...c, maxBatchTimeout: batchTimeout }]),
+    ),
     host: '127.0.0.1',
     port: 0,
     log: new CapturingLog(LogLevel.DEBUG),
@@ -153,12 +160,17 @@ export const TEST_SECRETS = {
   ADMIN_TOKEN: 'test-admin-token-9d2e4f6a8b',
 };
 
-/** redis + upstash-local + worker, wired together; `vars` override the worker's settings. */
-export async function startStack({ vars = {} } = {}) {
+/** redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings. */
+export async function startStack({ vars = {}, batchTimeout } = {}) {
+  const { startMetaFake } = await import('../fakes/meta-graph.mjs');
   const redis = await startRedis();
   const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
+  const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN });
   const worker = await startWorker({
+    batchTimeout,
     vars: {
+      CAPI_BASE_URL: meta.url,
+      ALLOWED_ORIGINS: 'https://shop.example',
       UPSTASH_REDIS_REST_URL: store.url,
       UPSTASH_REDIS_REST_TOKEN: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN,
       META_PIXEL_ID: '1234567890',
@@ -172,12 +184,51 @@ export async function startStack({ vars = {} } = {}) {
   return {
     redis,
     store,
+    meta,
     worker,
     url: worker.url,
     async stop() {
       await worker.stop();
+      await meta.close();
       await store.stop();
       await redis.destroy();
     },
   };
+}
+
+/** Polls `fn` until it returns a truthy value (returned) or `ms` pass (throws with `what`). */
+export async function waitFor(fn, { ms = 15000, every = 100, what = 'condition' } = {}) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+let seq = 0;
+/** A fresh, valid browser event. */
+export function event(name = 'ViewContent', extra = {}) {
+  seq += 1;
+  const base = {
+    event_name: name,
+    event_id: `evt-${process.pid}-${Date.now()}-${seq}`,
+    event_source_url: 'https://shop.example/products/42',
+    user_data: { em: ' Jane.Roe@Example.COM ', ph: '+44 (0)20 7946 0958' },
+  };
+  if (name === 'Purchase') base.custom_data = { value: 49.5, currency: 'EUR', content_ids: ['sku-42'] };
+  return { ...base, ...extra };
+}
+
+export async function collect(url, body, { headers = {}, raw = false } = {}) {
+  const r = await fetch(`${url}/collect`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'user-agent': 'Mozilla/5.0 (edgekeeper tests)', ...headers },
+    body: raw ? body : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = { unparsed: text }; }
+  return { status: r.status, headers: r.headers, body: json };
 }

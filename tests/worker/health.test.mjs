@@ -39,8 +39,8 @@ test('health turns degraded when redis stops, and ok again when it is back', asy
   assert.equal(up.body.status, 'ok', JSON.stringify(up.body));
 });
 
-test('an unreachable store that hangs is cut off by the timeout', async () => {
-  await stack.store.setFaults({ hang: true, times: 1 });
+test('an unreachable store that hangs is cut off by the timeout, retries included', async () => {
+  await stack.store.setFaults({ hang: true });
   const t0 = Date.now();
   const { body } = await health(stack.url);
   assert.equal(body.checks.upstash.status, 'degraded');

@@ -8,14 +8,18 @@
 use crate::config::RateLimits;
 use crate::error::AppError;
 use crate::http::Outbound;
-use crate::upstash::{Isolate, Keys, Module, Retry, Store, StoreError, Value};
+use crate::upstash::{cmd, Isolate, Keys, Module, Retry, Store, StoreError, Value};
 
 /// Meta deduplicates browser and server events sharing event_name + event_id within 48 hours.
 pub const CLAIM_TTL_SECS: u64 = 172_800;
 
+/// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims...
+/// ARGV: client limit, site limit, window secs, claim TTL, request token, rejected count.
+/// Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate...}.
 const ADMIT_SCRIPT: &str = r#"
 local ipc, sitec
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
+local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3])
+if first then
   ipc = redis.call('INCR', KEYS[1])
   if ipc == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
   sitec = redis.call('INCR', KEYS[2])
@@ -26,9 +30,15 @@ else
 end
 if ipc > tonumber(ARGV[1]) or sitec > tonumber(ARGV[2]) then return {ipc, sitec, 1} end
 local out = {ipc, sitec, 0}
-for i = 4, #KEYS do
+local new, dup = 0, 0
+for i = 5, #KEYS do
   local old = redis.call('SET', KEYS[i], ARGV[5], 'NX', 'EX', ARGV[4], 'GET')
-  if (not old) or old == ARGV[5] then out[#out + 1] = 1 else out[#out + 1] = 0 end
+  if (not old) or old == ARGV[5] then out[#out + 1] = 1; new = new + 1 else out[#out + 1] = 0; dup = dup + 1 end
+end
+if first then
+  redis.call('HINCRBY', KEYS[4], 'accepted', new)
+  redis.call('HINCRBY', KEYS[4], 'duplicates', dup)
+  redis.call('HINCRBY', KEYS[4], 'rejected', tonumber(ARGV[6]))
 end
 return out
 "#;
@@ -67,6 +77,12 @@ pub struct Admission {
     pub round_trips: u32,
 }
 
+/// The site's event books: accepted, duplicates, rejected (here), delivered, retried, dead_lettered
+/// (by delivery). accepted = delivered + in flight + dead_lettered.
+pub fn books_key(keys: &Keys) -> String {
+    keys.key(Module::Stats, "books")
+}
+
 pub fn claim_key(keys: &Keys, event_name: &str, event_id: &str) -> String {
     keys.key(Module::Evt, &format!("{event_name}:{event_id}"))
 }
@@ -95,6 +111,8 @@ fn check_limits(ip_count: i64, site_count: i64, limits: &RateLimits, w: &Window)
 
 pub struct Admit<'a> {
     pub keys: &'a Keys,
+    /// Events of this request rejected by intake, counted in the books with the claims.
+    pub rejected: u32,
     pub client_ip: &'a str,
     pub limits: RateLimits,
     /// Unique per request: makes the script idempotent under retries.
@@ -170,6 +188,7 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)),
         a.keys.key(Module::Rl, &format!("site:{}", w.start)),
         a.keys.key(Module::Rl, &format!("req:{}", a.request_token)),
+        books_key(a.keys),
     ];
     keys.extend(pending.iter().map(|k| k.to_string()));
     let args = [
@@ -178,6 +197,7 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         a.limits.window_secs.to_string(),
         CLAIM_TTL_SECS.to_string(),
         a.request_token.to_string(),
+        a.rejected.to_string(),
     ];
     let v = s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await?;
     let Value::Array(items) = v else { return Err(StoreError::Protocol("admit script answered a non-array".into())) };
@@ -194,8 +214,8 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
 }
 
 /// Gives claims back (the queue refused the events): nothing must stay marked as seen that was not
-/// accepted. Best effort on the store; always on the L1.
-pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, claim_keys: &[String]) -> Result<(), StoreError> {
+/// accepted, nor counted as accepted. Best effort on the store; always on the L1.
+pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, keys: &Keys, claim_keys: &[String]) -> Result<(), StoreError> {
     {
         let mut l1 = iso.claimed.borrow_mut();
         for k in claim_keys {
@@ -203,7 +223,12 @@ pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, c
         }
     }
     match store {
-        Some(s) if !claim_keys.is_empty() => s.del(claim_keys).await.map(|_| ()),
+        Some(s) if !claim_keys.is_empty() => {
+            let mut del = cmd(["DEL"]);
+            del.extend(claim_keys.iter().cloned());
+            let uncount = cmd(["HINCRBY".to_string(), books_key(keys), "accepted".into(), format!("-{}", claim_keys.len())]);
+            s.multi_exec("release", &[del, uncount], Retry::Once).await.map(|_| ())
+        }
         _ => Ok(()),
     }
 }

@@ -22,7 +22,7 @@ fn one_round_trip_claims_and_counts_then_l1_answers_repeats_for_free() {
     let s = Store::new(&cfg, &out, &iso);
     let k = keys();
     let claims = vec![claim_key(&k, "Purchase", "o-1"), claim_key(&k, "AddToCart", "o-1")];
-    let a = Admit { keys: &k, client_ip: "203.0.113.7", limits: LIMITS, request_token: "tok-1" };
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.7", limits: LIMITS, request_token: "tok-1" };
 
     let seq0 = store.log_seq();
     let first = run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap();
@@ -53,7 +53,7 @@ fn a_retried_admission_still_sees_its_own_claims_as_new_and_counts_once() {
     let s = Store::new(&cfg, &out, &iso);
     let k = keys();
     let claims = vec![claim_key(&k, "Lead", "l-1")];
-    let a = Admit { keys: &k, client_ip: "198.51.100.1", limits: LIMITS, request_token: "same-token" };
+    let a = Admit { keys: &k, rejected: 0, client_ip: "198.51.100.1", limits: LIMITS, request_token: "same-token" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
     // The retry comes from a fresh isolate (no L1), as after a lost response.
     let iso2 = Isolate::default();
@@ -74,15 +74,15 @@ fn over_the_limit_is_rate_limited_and_claims_nothing() {
     for i in 0..2 {
         let c = vec![claim_key(&k, "PageView", &format!("p-{i}"))];
         let t = format!("t-{i}");
-        run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.9", limits, request_token: &t }, &c)).unwrap();
+        run(admit(Some(&s), &iso, &out, &Admit { keys: &k, rejected: 0, client_ip: "192.0.2.9", limits, request_token: &t }, &c)).unwrap();
     }
     let c = vec![claim_key(&k, "PageView", "p-limited")];
-    let err = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.9", limits, request_token: "t-x" }, &c)).unwrap_err();
+    let err = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, rejected: 0, client_ip: "192.0.2.9", limits, request_token: "t-x" }, &c)).unwrap_err();
     assert_eq!(err.status(), 429);
     // Not claimed: the client can send it again once the window resets.
     assert_eq!(run(s.get(&c[0])).unwrap(), None);
     // Another client is not affected.
-    let ok = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, client_ip: "192.0.2.10", limits, request_token: "t-y" }, &c)).unwrap();
+    let ok = run(admit(Some(&s), &iso, &out, &Admit { keys: &k, rejected: 0, client_ip: "192.0.2.10", limits, request_token: "t-y" }, &c)).unwrap();
     assert_eq!(ok.fresh, vec![true]);
 }
 
@@ -97,7 +97,7 @@ fn store_down_falls_back_to_local_dedup() {
     let s = Store::new(&cfg, &out, &iso);
     let k = keys();
     let claims = vec![claim_key(&k, "Purchase", "down-1")];
-    let a = Admit { keys: &k, client_ip: "203.0.113.1", limits: LIMITS, request_token: "d1" };
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.1", limits: LIMITS, request_token: "d1" };
     let first = run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap();
     assert_eq!((first.fresh.clone(), first.mode), (vec![true], DedupMode::Local));
     let second = run(admit(Some(&s), &iso, &out, &Admit { request_token: "d2", ..a }, &claims)).unwrap();
@@ -113,9 +113,38 @@ fn released_claims_can_be_claimed_again() {
     let s = Store::new(&cfg, &out, &iso);
     let k = keys();
     let claims = vec![claim_key(&k, "Purchase", "r-1")];
-    let a = Admit { keys: &k, client_ip: "203.0.113.2", limits: LIMITS, request_token: "r1" };
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.2", limits: LIMITS, request_token: "r1" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
-    run(release(Some(&s), &iso, &claims)).unwrap();
+    run(release(Some(&s), &iso, &k, &claims)).unwrap();
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "r2", ..a }, &claims)).unwrap();
     assert_eq!(again.fresh, vec![true]);
+}
+
+fn books(s: &Store<'_, NativeOutbound>, k: &Keys) -> std::collections::HashMap<String, i64> {
+    let v = run(s.command("t", &crate::upstash::cmd(["HGETALL".to_string(), books_key(k)]), Retry::Idempotent)).unwrap();
+    let Value::Array(items) = v else { panic!("{v:?}") };
+    items.chunks(2).map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().parse().unwrap())).collect()
+}
+
+#[test]
+fn the_books_count_each_request_once_and_a_release_uncounts() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Purchase", "b-1"), claim_key(&k, "Purchase", "b-2")];
+    let a = Admit { keys: &k, rejected: 3, client_ip: "203.0.113.3", limits: LIMITS, request_token: "b" };
+    run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap();
+    // The same request retried from another isolate: counted once.
+    let iso2 = Isolate::default();
+    run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &a, &claims)).unwrap();
+    let b = books(&s, &k);
+    assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 0, 3));
+    // A later duplicate is counted as one.
+    let iso3 = Isolate::default();
+    run(admit(Some(&Store::new(&cfg, &out, &iso3)), &iso3, &out, &Admit { request_token: "b2", rejected: 0, ..a }, &claims[..1])).unwrap();
+    run(release(Some(&s), &iso, &k, &claims[1..])).unwrap();
+    let b = books(&s, &k);
+    assert_eq!((b["accepted"], b["duplicates"]), (1, 1));
 }

@@ -1,0 +1,27 @@
+//! The durable outbox: what an accepted event looks like on the Cloudflare Queue, and the seam the
+//! intake sends through (the Queue binding in the worker, a vector in native tests).
+
+use serde::{Deserialize, Serialize};
+
+use super::intake::ServerEvent;
+
+/// One queue message per accepted event. Carries everything delivery needs, and nothing raw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    /// Message format version.
+    pub v: u8,
+    pub site: String,
+    pub pixel_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_event_code: Option<String>,
+    /// The dedup claim this event holds (released if the send fails).
+    pub claim_key: String,
+    pub accepted_at_ms: i64,
+    pub event: ServerEvent,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait EventSink {
+    /// Sends all messages or fails as a whole (the Queue's `sendBatch` semantics).
+    async fn send_batch(&self, messages: &[QueuedEvent]) -> Result<(), String>;
+}
