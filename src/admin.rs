@@ -46,7 +46,7 @@ pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     authorize(req, cfg)?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
     let books = match store(cfg, out, iso) {
-        Ok(s) => match s.command("books", &cmd(["HGETALL".to_string(), books_key(&keys)]), Retry::Idempotent).await {
+        Ok(s) => match read_books(&s, &keys).await {
             Ok(v) => Some(books_json(&v)),
             Err(e) => {
                 let mut b = serde_json::json!({});
@@ -62,6 +62,28 @@ pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         "isolate": { "upstash": iso.snapshot(out.now_ms()) },
     });
     Ok(Reply::json(200, &body))
+}
+
+/// The books, after writing this isolate's not-yet-counted entries for the site.
+async fn read_books<O: Outbound>(s: &Store<'_, O>, keys: &Keys) -> Result<Value, crate::upstash::StoreError> {
+    let key = books_key(keys);
+    let (dups, rejected) = s.isolate().pending_books(keys.site());
+    if dups + rejected == 0 {
+        return s.command("books", &cmd(["HGETALL".to_string(), key]), Retry::Idempotent).await;
+    }
+    let r = s
+        .multi_exec(
+            "books",
+            &[
+                cmd(["HINCRBY".to_string(), key.clone(), "duplicates".into(), dups.to_string()]),
+                cmd(["HINCRBY".to_string(), key.clone(), "rejected".into(), rejected.to_string()]),
+                cmd(["HGETALL".to_string(), key]),
+            ],
+            Retry::Once,
+        )
+        .await?;
+    s.isolate().flushed_books(keys.site(), dups, rejected);
+    r.into_iter().nth(2).unwrap_or(Ok(Value::Nil))
 }
 
 fn books_json(v: &Value) -> serde_json::Value {

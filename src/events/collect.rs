@@ -141,6 +141,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
     iso.count("rejected", rejected.len() as u64);
     if candidates.is_empty() {
+        iso.note_books(keys.site(), duplicates.len() as u64, rejected.len() as u64);
         let status = if rejected.is_empty() { 202 } else { 400 };
         let body = json!({ "accepted": [], "duplicates": duplicates, "rejected": rejected, "skipped": skipped });
         return Ok(Reply::json(status, &body));
@@ -150,7 +151,9 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let client_ip = req.header("cf-connecting-ip").unwrap_or("unknown");
     let request_token = token(out);
     let claim_keys: Vec<String> = candidates.iter().map(|(k, _)| k.clone()).collect();
-    let admit = Admit { keys: &keys, rejected: rejected.len() as u32, client_ip, limits: cfg.rate_limits, request_token: &request_token };
+    // Copies repeated inside this request are duplicates the store never sees.
+    iso.note_books(keys.site(), duplicates.len() as u64, 0);
+    let admit = Admit { keys: &keys, rejected: rejected.len() as u64, client_ip, limits: cfg.rate_limits, request_token: &request_token };
     let admission = dedup::admit(store.as_ref(), iso, out, &admit, &claim_keys).await?;
 
     let mut accepted_ids = Vec::new();

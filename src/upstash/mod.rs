@@ -65,6 +65,9 @@ pub struct Isolate {
     /// Dedup keys this isolate claimed (L1) or stood in for while the store was down.
     pub claimed: RefCell<TtlSet>,
     pub counters: RefCell<LocalCounters>,
+    /// Book entries (duplicates, rejected) per site decided without a store round trip, waiting
+    /// to ride along with the next one.
+    pending_books: RefCell<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl Default for Isolate {
@@ -74,6 +77,7 @@ impl Default for Isolate {
             metrics: RefCell::default(),
             claimed: RefCell::new(TtlSet::new(20_000)),
             counters: RefCell::default(),
+            pending_books: RefCell::default(),
         }
     }
 }
@@ -81,6 +85,32 @@ impl Default for Isolate {
 impl Isolate {
     pub fn count(&self, name: &'static str, n: u64) {
         self.metrics.borrow_mut().count(name, n);
+    }
+
+    pub fn note_books(&self, site: &str, duplicates: u64, rejected: u64) {
+        if duplicates + rejected > 0 {
+            let mut p = self.pending_books.borrow_mut();
+            let e = p.entry(site.to_string()).or_default();
+            e.0 += duplicates;
+            e.1 += rejected;
+        }
+    }
+
+    /// (duplicates, rejected) waiting to be written for `site`.
+    pub fn pending_books(&self, site: &str) -> (u64, u64) {
+        self.pending_books.borrow().get(site).copied().unwrap_or_default()
+    }
+
+    /// The store has counted `duplicates` and `rejected` for `site`.
+    pub fn flushed_books(&self, site: &str, duplicates: u64, rejected: u64) {
+        let mut p = self.pending_books.borrow_mut();
+        if let Some(e) = p.get_mut(site) {
+            e.0 = e.0.saturating_sub(duplicates);
+            e.1 = e.1.saturating_sub(rejected);
+            if *e == (0, 0) {
+                p.remove(site);
+            }
+        }
     }
 
     pub fn snapshot(&self, now_ms: f64) -> serde_json::Value {

@@ -14,7 +14,8 @@ use crate::upstash::{cmd, Isolate, Keys, Module, Retry, Store, StoreError, Value
 pub const CLAIM_TTL_SECS: u64 = 172_800;
 
 /// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims...
-/// ARGV: client limit, site limit, window secs, claim TTL, request token, rejected count.
+/// ARGV: client limit, site limit, window secs, claim TTL, request token, rejected count, duplicates
+/// this isolate decided without the store (L1) since its last flush.
 /// Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate...}.
 const ADMIT_SCRIPT: &str = r#"
 local ipc, sitec
@@ -37,7 +38,7 @@ for i = 5, #KEYS do
 end
 if first then
   redis.call('HINCRBY', KEYS[4], 'accepted', new)
-  redis.call('HINCRBY', KEYS[4], 'duplicates', dup)
+  redis.call('HINCRBY', KEYS[4], 'duplicates', dup + tonumber(ARGV[7]))
   redis.call('HINCRBY', KEYS[4], 'rejected', tonumber(ARGV[6]))
 end
 return out
@@ -112,7 +113,7 @@ fn check_limits(ip_count: i64, site_count: i64, limits: &RateLimits, w: &Window)
 pub struct Admit<'a> {
     pub keys: &'a Keys,
     /// Events of this request rejected by intake, counted in the books with the claims.
-    pub rejected: u32,
+    pub rejected: u64,
     pub client_ip: &'a str,
     pub limits: RateLimits,
     /// Unique per request: makes the script idempotent under retries.
@@ -133,6 +134,8 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     if l1_hits > 0 {
         iso.count("l1_hits", l1_hits);
     }
+    // Counts decided here travel with the next round trip to the store (none is made for them).
+    iso.note_books(a.keys.site(), l1_hits, a.rejected);
     let pending: Vec<&String> = claim_keys.iter().zip(&fresh).filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect();
 
     let from_store = match store {
@@ -184,6 +187,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
 }
 
 async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<bool>), StoreError> {
+    let (dups, rejected) = s.isolate().pending_books(a.keys.site());
     let mut keys = vec![
         a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)),
         a.keys.key(Module::Rl, &format!("site:{}", w.start)),
@@ -197,9 +201,11 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         a.limits.window_secs.to_string(),
         CLAIM_TTL_SECS.to_string(),
         a.request_token.to_string(),
-        a.rejected.to_string(),
+        rejected.to_string(),
+        dups.to_string(),
     ];
     let v = s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await?;
+    s.isolate().flushed_books(a.keys.site(), dups, rejected);
     let Value::Array(items) = v else { return Err(StoreError::Protocol("admit script answered a non-array".into())) };
     let ints: Vec<i64> = items.iter().map(|i| i.as_int().ok_or_else(|| StoreError::Protocol("admit script answered a non-integer".into()))).collect::<Result<_, _>>()?;
     if ints.len() < 3 {

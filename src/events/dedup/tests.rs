@@ -148,3 +148,23 @@ fn the_books_count_each_request_once_and_a_release_uncounts() {
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"]), (1, 1));
 }
+
+#[test]
+fn duplicates_the_l1_decided_ride_along_with_the_next_round_trip() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let first = vec![claim_key(&k, "PageView", "l1-a")];
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.4", limits: LIMITS, request_token: "l1-1" };
+    run(admit(Some(&s), &iso, &out, &a, &first)).unwrap();
+    let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-2", ..a }, &first)).unwrap();
+    assert_eq!(again.round_trips, 0);
+    assert_eq!(iso.pending_books(k.site()), (1, 0));
+    let next = vec![claim_key(&k, "PageView", "l1-b")];
+    run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-3", rejected: 2, ..a }, &next)).unwrap();
+    assert_eq!(iso.pending_books(k.site()), (0, 0));
+    let b = books(&s, &k);
+    assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 1, 2));
+}

@@ -16,8 +16,8 @@ mod resp;
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use control::Control;
 use resp::Pool;
@@ -96,13 +96,19 @@ async fn main() {
                 Err(_) => continue,
             },
         };
-        // The "drop" fault: close the connection before a byte is read, as a crashed proxy would.
-        if state.control.take_drop() {
-            drop(stream);
-            continue;
-        }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let (app, state) = (app.clone(), state.clone());
+        // The "drop" fault: the connection is cut with no response, as a crashed proxy would.
+        let service = hyper::service::service_fn(move |req| {
+            let (app, state) = (app.clone(), state.clone());
+            async move {
+                // Control calls are exempt: a test must always be able to clear the fault.
+                if !req.uri().path().starts_with("/__control") && state.control.take_drop() {
+                    return Err(std::io::Error::other("injected fault: connection dropped"));
+                }
+                app.oneshot(req).await.map_err(|never| match never {})
+            }
+        });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
