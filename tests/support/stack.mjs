@@ -110,7 +110,13 @@ export async function startUpstashLocal({ redisPort, token }) {
 }
 
 /** The built worker (build/) in workerd, configured from wrangler.toml plus `vars`. */
-export async function startWorker({ vars = {}, log = false, batchTimeout = 1 } = {}) {
+/**
+ * The built worker (build/) in workerd, configured from wrangler.toml plus `vars`.
+ * Options for tests: `batchTimeout` (seconds the queue gathers a batch), `maxRetries` (the main
+ * queue's), `queue: false` (no EVENTS binding: every send fails), `spyQueue: true` (EVENTS goes
+ * to a spy worker that prints each message body as `SPY <json>` in the logs instead of to delivery).
+ */
+export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, queue = true, spyQueue = false } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import('wrangler');
   const configPath = join(ROOT, 'wrangler.toml');
@@ -121,7 +127,10 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1 } =
   class CapturingLog extends Log {
     log(message) { logs.push(message); if (log) super.log(message); }
   }
-  const mf = new Miniflare({
+  let queueProducers = workerOptions.queueProducers;
+  if (!queue) queueProducers = {};
+  if (spyQueue) queueProducers = { EVENTS: { queueName: 'edgekeeper-spy' } };
+  const edgekeeper = {
     ...workerOptions,
     name: 'edgekeeper',
     modules: true,
@@ -130,10 +139,23 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1 } =
     modulesRoot: join(ROOT, 'build'),
     modulesRules: [{ type: 'ESModule', include: ['**/*.js', '**/*.mjs'] }, ...(workerOptions.modulesRules ?? [])],
     bindings: { ...tomlVars, ...vars },
+    queueProducers,
     // Tests wait less for the queue to gather a batch than production does.
     queueConsumers: Object.fromEntries(
-      Object.entries(workerOptions.queueConsumers ?? {}).map(([q, c]) => [q, { ...c, maxBatchTimeout: batchTimeout }]),
+      Object.entries(workerOptions.queueConsumers ?? {}).map(([q, c]) => [
+        q,
+        { ...c, maxBatchTimeout: batchTimeout, ...(maxRetries !== undefined && !q.endsWith('-dlq') ? { maxRetries } : {}) },
+      ]),
     ),
+  };
+  const spy = {
+    name: 'spy',
+    modules: true,
+    script: 'export default { async queue(batch) { for (const m of batch.messages) { console.log("SPY " + (typeof m.body === "string" ? m.body : JSON.stringify(m.body))); m.ack(); } } }',
+    queueConsumers: { 'edgekeeper-spy': { maxBatchTimeout: 1 } },
+  };
+  const mf = new Miniflare({
+    workers: spyQueue ? [edgekeeper, spy] : [edgekeeper],
     host: '127.0.0.1',
     port: 0,
     log: new CapturingLog(LogLevel.DEBUG),
@@ -161,27 +183,26 @@ export const TEST_SECRETS = {
 };
 
 /** redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings. */
-export async function startStack({ vars = {}, batchTimeout } = {}) {
+export async function startStack({ vars = {}, ...workerOptions } = {}) {
   const { startMetaFake } = await import('../fakes/meta-graph.mjs');
   const redis = await startRedis();
   const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
   const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN });
-  const worker = await startWorker({
-    batchTimeout,
-    vars: {
-      CAPI_BASE_URL: meta.url,
-      ALLOWED_ORIGINS: 'https://shop.example',
-      UPSTASH_REDIS_REST_URL: store.url,
-      UPSTASH_REDIS_REST_TOKEN: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN,
-      META_PIXEL_ID: '1234567890',
-      META_ACCESS_TOKEN: TEST_SECRETS.META_ACCESS_TOKEN,
-      CLOUDFLARE_API_TOKEN: TEST_SECRETS.CLOUDFLARE_API_TOKEN,
-      CLOUDFLARE_ZONE_ID: '0123456789abcdef0123456789abcdef',
-      ADMIN_TOKEN: TEST_SECRETS.ADMIN_TOKEN,
-      ...vars,
-    },
-  });
-  return {
+  const stackVars = {
+    CAPI_BASE_URL: meta.url,
+    ALLOWED_ORIGINS: 'https://shop.example',
+    UPSTASH_REDIS_REST_URL: store.url,
+    UPSTASH_REDIS_REST_TOKEN: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN,
+    META_PIXEL_ID: '1234567890',
+    META_ACCESS_TOKEN: TEST_SECRETS.META_ACCESS_TOKEN,
+    CLOUDFLARE_API_TOKEN: TEST_SECRETS.CLOUDFLARE_API_TOKEN,
+    CLOUDFLARE_ZONE_ID: '0123456789abcdef0123456789abcdef',
+    ADMIN_TOKEN: TEST_SECRETS.ADMIN_TOKEN,
+    ...vars,
+  };
+  const worker = await startWorker({ ...workerOptions, vars: stackVars });
+  const stack = {
+    vars: stackVars,
     redis,
     store,
     meta,
@@ -194,6 +215,7 @@ export async function startStack({ vars = {}, batchTimeout } = {}) {
       await redis.destroy();
     },
   };
+  return stack;
 }
 
 /** Polls `fn` until it returns a truthy value (returned) or `ms` pass (throws with `what`). */
