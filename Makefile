@@ -22,7 +22,7 @@ setup:
 
 # The worker (build/) and the local store binary the tests and dev loop run.
 build: setup
-	worker-build --release
+	bash tools/build-worker.sh
 	cargo build -p upstash-local
 
 dev: build
