@@ -191,6 +191,39 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     Ok(Reply::json(200, &serde_json::json!({ "module": module.as_str(), "site": keys.site(), "deleted": deleted, "complete": complete })))
 }
 
+/// `GET /admin/cache/explain?url=...`: fetches the URL from the origin as a browser navigation would
+/// and reports what the origin sent, the rule that matched, what edgekeeper sets, what the zone cache
+/// is told, and every conflict. Assets served from `www/` are not fetched here (they have no origin).
+pub async fn cache_explain<O: Outbound>(req: &Incoming, cfg: &Config, out: &O) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let url = req.query_param("url").filter(|u| crate::events::intake::valid_url(u)).ok_or_else(|| AppError::BadRequest {
+        code: "invalid_url",
+        message: "give ?url= an absolute http(s) URL".into(),
+    })?;
+    let after_scheme = url.split_once("://").map(|x| x.1).unwrap_or("");
+    let path_and_query = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
+    let path = path_and_query.split(['?', '#']).next().unwrap_or("/").to_string();
+    let target = match &cfg.origin_url {
+        Some(base) => format!("{base}{path_and_query}"),
+        None => url.clone(),
+    };
+    let facts = crate::cache_policy::RequestFacts { method: "GET".into(), path, authorization: false, session_cookie: false, accepts_html: true };
+    let resp = out
+        .send(crate::http::OutboundRequest {
+            method: crate::http::Method::Get,
+            url: target,
+            headers: vec![("accept".into(), "text/html,*/*".into())],
+            body: None,
+            timeout_ms: 10_000,
+        })
+        .await
+        .map_err(|e| AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 })?;
+    let mut report = cfg.cache.explain(&facts, resp.status, &resp.headers);
+    report["url"] = serde_json::json!(url);
+    report["policy_enabled"] = serde_json::json!(cfg.cache.enabled);
+    Ok(Reply::json(200, &report))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::cache_policy::{self, Policy};
 use crate::events::catalog::{valid_custom_name, Catalog};
 
 /// Where settings come from: `worker::Env` in the worker, a map in native tests.
@@ -122,6 +123,7 @@ pub struct Config {
     pub catalog: Catalog,
     /// Events per Conversions API request (Meta accepts up to 1000).
     pub capi_batch_size: usize,
+    pub cache: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +224,13 @@ fn is_origin(v: &str) -> bool {
     }
 }
 
+/// `ORIGIN_URL` alone, for passing site traffic through when the rest of the configuration is
+/// invalid (a bad edgekeeper setting must not take the site down).
+pub fn origin_url_only<S: VarSource + ?Sized>(src: &S) -> Option<String> {
+    let v = src.get("ORIGIN_URL")?.trim().to_string();
+    check_url(&v).ok().map(|_| v.trim_end_matches('/').to_string())
+}
+
 impl Config {
     /// Parses every setting; returns all problems at once so one deploy fixes them all.
     pub fn from_source<S: VarSource + ?Sized>(src: &S) -> Result<Config, Vec<ConfigError>> {
@@ -317,11 +326,12 @@ impl Config {
         }
         let catalog = Catalog::new(custom);
         let capi_batch_size = r.number("CAPI_BATCH_SIZE", 100, 1, 1000) as usize;
+        let cache = cache_settings(&mut r);
 
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
-        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size })
+        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size, cache })
     }
 
     /// The settings that are absent, by job: names only.
@@ -337,6 +347,41 @@ impl Config {
         };
         JOBS.iter().flat_map(|(job, vars)| vars.iter().filter(|v| !present(v)).map(move |v| (*job, *v))).collect()
     }
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
+    let mut p = Policy::default();
+    match r.opt("CACHE_POLICY").as_deref() {
+        None | Some("on") => {}
+        Some("off") => p.enabled = false,
+        Some(_) => r.fail("CACHE_POLICY", "expected on or off"),
+    }
+    if let Some(json) = r.opt("CACHE_RULES") {
+        match cache_policy::rules::parse(&json) {
+            Ok(rules) => p.user = rules,
+            Err(e) => r.fail("CACHE_RULES", e),
+        }
+    }
+    if let Some(v) = r.opt("CACHE_IMMUTABLE_PREFIXES") {
+        p.immutable_prefixes = list(&v);
+        if let Some(bad) = p.immutable_prefixes.iter().find(|x| !x.starts_with('/')) {
+            r.fail("CACHE_IMMUTABLE_PREFIXES", format!("'{bad}' must start with /"));
+        }
+    }
+    if let Some(v) = r.opt("CACHE_SESSION_COOKIES") {
+        p.session_cookies = list(&v);
+    }
+    match r.opt("CACHE_EXPLAIN_HEADER").as_deref() {
+        None => {}
+        Some("off") => p.explain_header = None,
+        Some(h) if !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => p.explain_header = Some(h.to_ascii_lowercase()),
+        Some(_) => r.fail("CACHE_EXPLAIN_HEADER", "expected a header name (letters, digits, -) or off"),
+    }
+    p
 }
 
 fn is_graph_version(v: &str) -> bool {

@@ -3,6 +3,7 @@
 //! them to the Workers runtime.
 
 pub mod admin;
+pub mod cache_policy;
 pub mod capi;
 pub mod config;
 pub mod error;

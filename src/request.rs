@@ -42,6 +42,36 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The parts of an absolute URL the worker needs, without a URL parser (the `url` crate and its
+/// IDNA tables would add ~100 KB to the module): lowercased host without port, path (as sent, at
+/// least `/`), and the raw query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    pub host: String,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+pub fn split_url(url: &str) -> UrlParts {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split('#').next().unwrap_or("");
+    let (authority, path_query) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if host_port.starts_with('[') {
+        host_port.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or("").to_string()
+    };
+    let (path, query) = match path_query.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (path_query, None),
+    };
+    UrlParts { host: host.to_ascii_lowercase(), path: if path.is_empty() { "/".into() } else { path.to_string() }, query }
+}
+
 impl Incoming {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
@@ -90,6 +120,16 @@ mod tests {
         assert_eq!(r.cookie("_fbp").as_deref(), Some("fb.1.1.2"));
         assert_eq!(r.cookie("consent").as_deref(), Some("denied"));
         assert_eq!(r.header("User-Agent"), Some("UA"));
+    }
+
+    #[test]
+    fn urls_split_without_a_parser() {
+        let u = split_url("https://Shop.Example:8443/a/b%20c?x=1&y=2#frag");
+        assert_eq!(u, UrlParts { host: "shop.example".into(), path: "/a/b%20c".into(), query: Some("x=1&y=2".into()) });
+        assert_eq!(split_url("http://127.0.0.1:8787").path, "/");
+        assert_eq!(split_url("http://h?q=1"), UrlParts { host: "h".into(), path: "/".into(), query: Some("q=1".into()) });
+        assert_eq!(split_url("http://[::1]:8787/x").host, "[::1]");
+        assert_eq!(split_url("https://user:pw@h.example/p").host, "h.example");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub enum Route {
     AdminPurge,
     AdminDlq,
     AdminDlqReplay,
+    AdminCacheExplain,
     /// A worker path that does not exist.
     NotFound,
     MethodNotAllowed(&'static str),
@@ -58,6 +59,7 @@ const TABLE: &[PathRoutes] = &[
     ("/admin/store/purge", "POST", &[("POST", Route::AdminPurge)]),
     ("/admin/dlq", "GET", &[("GET", Route::AdminDlq)]),
     ("/admin/dlq/replay", "POST", &[("POST", Route::AdminDlqReplay)]),
+    ("/admin/cache/explain", "GET", &[("GET", Route::AdminCacheExplain)]),
 ];
 
 pub fn route(method: &str, path: &str) -> Route {
@@ -100,6 +102,10 @@ pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx
         },
         Route::AdminDlq => match ctx.config() {
             Ok(cfg) => admin::dlq_list(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminCacheExplain => match ctx.config() {
+            Ok(cfg) => admin::cache_explain(req, cfg, ctx.out).await,
             Err(e) => Err(e),
         },
         Route::AdminDlqReplay => match ctx.config() {

@@ -1,0 +1,111 @@
+//! The Workers glue (wasm32 only): entry points, `Env` as a [`VarSource`], the request as plain
+//! data, and the wiring of runtime bindings into the pure modules. No decisions are made here.
+
+mod outbound;
+mod proxy;
+mod queue;
+
+use worker::{console_log, event, Context, Env, Headers, Method as WMethod, Request, Response, ScheduleContext, ScheduledEvent};
+
+use crate::config::{Config, VarSource};
+use crate::error::AppError;
+use crate::http::Reply;
+use crate::request::{split_url, Incoming};
+use crate::router::{self, Ctx, Route};
+use crate::upstash::Isolate;
+pub use outbound::WorkerOutbound;
+use queue::QueueSink;
+
+/// The isolate's state lives as long as the isolate; Workers run one request at a time per thread,
+/// so a leaked thread-local is the idiomatic home.
+fn isolate() -> &'static Isolate {
+    thread_local! {
+        static ISOLATE: &'static Isolate = Box::leak(Box::default());
+    }
+    ISOLATE.with(|i| *i)
+}
+
+struct EnvVars<'a>(&'a Env);
+
+impl VarSource for EnvVars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        // Vars and secrets are both plain strings at run time.
+        self.0.var(name).ok().map(|v| v.to_string())
+    }
+}
+
+pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (k, v) in &reply.headers {
+        headers.append(k, v)?;
+    }
+    let builder = Response::builder().with_status(reply.status).with_headers(headers);
+    Ok(if head { builder.empty() } else { builder.fixed(reply.body) })
+}
+
+/// Reads at most `limit` bytes of body: `Content-Length` is checked first, but a chunked or lying
+/// body is cut off while streaming, never buffered whole.
+async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let too_large = AppError::PayloadTooLarge { limit };
+    if let Ok(Some(len)) = req.headers().get("content-length") {
+        if len.parse::<usize>().map_or(true, |n| n > limit) {
+            return Err(too_large);
+        }
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else { return Ok(body) };
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest { code: "body_unreadable", message: e.to_string() })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError> {
+    let url = split_url(&req.inner().url());
+    let body = read_capped(req, limit).await?;
+    Ok(Incoming {
+        method: req.method().to_string(),
+        path: url.path,
+        query: url.query,
+        host: url.host,
+        headers: req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        body,
+    })
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    console_error_panic_hook::set_once();
+    let method = req.method();
+    let route = router::route(method.as_ref(), &split_url(&req.inner().url()).path);
+    if route == Route::Site {
+        return proxy::site(req, &env).await;
+    }
+    let head = method == WMethod::Head;
+    let cfg = Config::from_source(&EnvVars(&env));
+    let reply = match incoming(&mut req, route.body_limit(cfg.as_ref().ok())).await {
+        Ok(inc) => {
+            let ctx = Ctx { cfg: &cfg, out: &WorkerOutbound, iso: isolate(), sink: &QueueSink(&env) };
+            router::handle(route, &inc, &ctx).await
+        }
+        Err(e) => e.into_reply(),
+    };
+    to_response(reply, head)
+}
+
+/// The cron tick: probes the store so an outage shows in logs even without traffic.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let cfg = Config::from_source(&EnvVars(&env));
+    let reply = crate::health::report(&cfg, &WorkerOutbound, isolate()).await;
+    let status = reply.body_json()["status"].as_str().unwrap_or("unknown").to_string();
+    console_log!("{{\"level\":\"info\",\"msg\":\"cron health\",\"cron\":\"{}\",\"status\":\"{}\"}}", event.cron(), status);
+}
