@@ -57,8 +57,7 @@ fn the_layer_fight_ends_with_one_canonical_set_per_class() {
 
 #[test]
 fn set_cookie_and_credentials_are_private_whatever_the_rules_say() {
-    let mut p = Policy::default();
-    p.user = rules::parse(r#"[{"id": "all-immutable", "match": {"path": "/**"}, "class": "immutable"}]"#).unwrap();
+    let p = Policy { user: rules::parse(r#"[{"id": "all-immutable", "match": {"path": "/**"}, "class": "immutable"}]"#).unwrap(), ..Default::default() };
     let with_cookie = ResponseFacts { set_cookie: true, ..resp(200, "text/html") };
     assert_eq!(p.decide(&get("/x.3f9a1c2b.js"), &with_cookie).class, Class::Private);
     let auth = RequestFacts { authorization: true, ..get("/a") };
@@ -108,12 +107,14 @@ fn the_zone_cache_is_told_the_same_class_before_the_response() {
 
 #[test]
 fn user_rules_extend_or_replace() {
-    let mut p = Policy::default();
-    p.user = rules::parse(
-        r#"[{"id":"blog","match":{"path":"/blog/**","content_type":["text/html"]},"class":"static"},
+    let mut p = Policy {
+        user: rules::parse(
+            r#"[{"id":"blog","match":{"path":"/blog/**","content_type":["text/html"]},"class":"static"},
             {"id":"feeds","match":{"path_regex":"^/feed/[0-9]+$"},"class":"api"}]"#,
-    )
-    .unwrap();
+        )
+        .unwrap(),
+        ..Default::default()
+    };
     assert_eq!(p.decide(&get("/blog/2026/hello"), &resp(200, "text/html")).rule, "blog");
     assert_eq!(p.decide(&get("/blog/2026/hello"), &resp(200, "application/json")).rule, "builtin:json");
     assert_eq!(p.decide(&get("/feed/12"), &resp(200, "text/html")).rule, "feeds");
