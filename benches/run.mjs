@@ -5,7 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { ROOT } from '../tests/support/stack.mjs';
+import { ROOT, startWorker } from '../tests/support/stack.mjs';
+import { startLayerFightOrigin } from '../tests/fakes/layer-fight-origin.mjs';
+import { load, fmtLoad } from './load.mjs';
 
 const KB = 1024;
 const BUDGET_GZIP = 350 * KB; // ours
@@ -28,3 +30,22 @@ for (const [plan, limit] of Object.entries(CF_LIMITS)) {
   console.log(`  Cloudflare limit (${plan}) ${fmt(limit)}: ${((used / limit) * 100).toFixed(1)}% used`);
 }
 if (gz > BUDGET_GZIP) process.exitCode = 1;
+
+// Proxy overhead of the cache policy: the same worker in front of the same origin, once with the
+// policy deciding and rewriting headers, once with CACHE_POLICY=off (headers passed untouched).
+const SECONDS = Number(process.env.BENCH_SECONDS || 5);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY || 16);
+const origin = await startLayerFightOrigin();
+const paths = ['/products/42', '/assets/app.3f9a1c2b.js', '/img/logo.png', '/api/cart'];
+const results = {};
+for (const mode of ['on', 'off']) {
+  const w = await startWorker({ vars: { ORIGIN_URL: origin.url, CACHE_POLICY: mode } });
+  let i = 0;
+  results[mode] = await load(() => ({ url: `${w.url}${paths[i++ % paths.length]}`, headers: { accept: 'text/html' } }), { concurrency: CONCURRENCY, seconds: SECONDS });
+  await w.stop();
+}
+await origin.close();
+console.log(`\nproxy through the cache policy (workerd via Miniflare, local origin, ${CONCURRENCY} connections, ${SECONDS} s each)`);
+console.log(`  policy on   ${fmtLoad(results.on)}`);
+console.log(`  policy off  ${fmtLoad(results.off)}`);
+console.log(`  throughput ratio on/off: ${(results.on.rps / results.off.rps).toFixed(3)}`);

@@ -13,6 +13,7 @@ pub mod http;
 pub mod request;
 pub mod router;
 pub mod upstash;
+pub mod zaraz;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

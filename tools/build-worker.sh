@@ -4,8 +4,14 @@
 # traces; we drop it (~45 KB gzip, ~15 % of the module) because module size is cold-start time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Local copies of the tools worker-build would otherwise download (works offline; `make setup`
+# installs them).
+export PATH="$HOME/.cargo/bin:$PATH"
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/binaryen/bin/wasm-opt}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/esbuild/bin/esbuild}"
 worker-build --release
-wasm_opt="${WASM_OPT_BIN:-node_modules/binaryen/bin/wasm-opt}"
+wasm_opt="$WASM_OPT_BIN"
 features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
           --enable-multivalue --enable-reference-types --enable-exception-handling)
 "$wasm_opt" build/index_bg.wasm "${features[@]}" --strip-debug --strip-producers -o build/index_bg.stripped.wasm
