@@ -191,6 +191,57 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     Ok(Reply::json(200, &serde_json::json!({ "module": module.as_str(), "site": keys.site(), "deleted": deleted, "complete": complete })))
 }
 
+/// `GET /admin/match-quality?site=`: per event name, how many accepted events carried each match key,
+/// and the estimated score (see `events::quality` for the weights). Writes this isolate's pending
+/// counts first, in the same round trip.
+pub async fn match_quality<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let keys = Keys::new(&cfg.key_prefix, &site_of(req));
+    let s = store(cfg, out, iso)?;
+    let pending = iso.pending_match(keys.site());
+    let mut commands: Vec<crate::upstash::Command> = Vec::new();
+    for (name, counts) in &pending {
+        for (field, n) in counts.fields() {
+            commands.push(cmd(["HINCRBY".to_string(), crate::events::dedup::match_key(&keys, name), field, n.to_string()]));
+        }
+    }
+    let writes = commands.len();
+    let names: Vec<&str> = cfg.catalog.names().collect();
+    commands.extend(names.iter().map(|n| cmd(["HGETALL".to_string(), crate::events::dedup::match_key(&keys, n)])));
+    let results = s.multi_exec("match_quality", &commands, Retry::Once).await?;
+    iso.flushed_match(keys.site(), &pending);
+    let mut by_event = serde_json::Map::new();
+    let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for (name, r) in names.iter().zip(results.into_iter().skip(writes)) {
+        let mut fields = std::collections::BTreeMap::new();
+        if let Ok(Value::Array(items)) = r {
+            for pair in items.chunks(2) {
+                if let [Value::Str(k), Value::Str(n)] = pair {
+                    fields.insert(k.clone(), n.parse::<u64>().unwrap_or(0));
+                }
+            }
+        }
+        if fields.get("events").copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        for (k, n) in &fields {
+            *total.entry(k.clone()).or_default() += n;
+        }
+        by_event.insert(name.to_string(), crate::events::quality::report(&fields));
+    }
+    let weights: serde_json::Map<String, serde_json::Value> = crate::events::quality::WEIGHTS.iter().map(|(k, w)| (k.to_string(), serde_json::json!(w))).collect();
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({
+            "site": keys.site(),
+            "all_events": crate::events::quality::report(&total),
+            "by_event": by_event,
+            "weights": weights,
+            "note": "estimated_score is edgekeeper's estimate from key coverage and these weights, not Meta's Event Match Quality",
+        }),
+    ))
+}
+
 /// `GET /admin/cache/explain?url=...`: fetches the URL from the origin as a browser navigation would
 /// and reports what the origin sent, the rule that matched, what edgekeeper sets, what the zone cache
 /// is told, and every conflict. Assets served from `www/` are not fetched here (they have no origin).

@@ -102,6 +102,40 @@ pub struct MetaConfig {
     pub capi_base_url: String,
 }
 
+/// One shop in a multi-pixel deployment (`PIXELS`): its host, its pixel and token, and the browser
+/// origins allowed to post its events.
+#[derive(Debug, Clone)]
+pub struct PixelSite {
+    pub site: String,
+    pub pixel_id: String,
+    pub token: Secret,
+    pub allowed_origins: Vec<String>,
+}
+
+/// Limited Data Use (`LDU_MODE`): never, always, or by the visitor's US state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LduMode {
+    Off,
+    Always,
+    /// US states (two-letter region codes) where Meta applies LDU.
+    Geo(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchQuality {
+    /// Where first-party `_fbp`/`_fbc` cookies are set (`COOKIE_DOMAIN`); None: the request's host.
+    pub cookie_domain: Option<String>,
+    /// `"dry_run": true` on /collect is allowed (`COLLECT_DRY_RUN=on`).
+    pub allow_dry_run: bool,
+    /// A per-request `test_event_code` is allowed (`ALLOW_TEST_EVENT_CODE=on`).
+    pub allow_test_event_code: bool,
+    pub ldu: LduMode,
+    /// `PIXELS`; empty: the single pixel of `META_PIXEL_ID` for every site.
+    pub pixels: Vec<PixelSite>,
+}
+
+pub const DEFAULT_LDU_STATES: &str = "CA,CO,CT,FL,TX,OR,MT";
+
 #[derive(Debug, Clone)]
 pub struct CloudflareConfig {
     pub api_base: String,
@@ -124,6 +158,7 @@ pub struct Config {
     /// Events per Conversions API request (Meta accepts up to 1000).
     pub capi_batch_size: usize,
     pub cache: Policy,
+    pub matching: MatchQuality,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,11 +362,12 @@ impl Config {
         let catalog = Catalog::new(custom);
         let capi_batch_size = r.number("CAPI_BATCH_SIZE", 100, 1, 1000) as usize;
         let cache = cache_settings(&mut r);
+        let matching = match_settings(&mut r);
 
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
-        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size, cache })
+        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size, cache, matching })
     }
 
     /// The settings that are absent, by job: names only.
@@ -382,6 +418,114 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
         Some(_) => r.fail("CACHE_EXPLAIN_HEADER", "expected a header name (letters, digits, -) or off"),
     }
     p
+}
+
+fn on_off<S: VarSource + ?Sized>(r: &mut Reader<'_, S>, name: &'static str) -> bool {
+    match r.opt(name).as_deref() {
+        None | Some("off") => false,
+        Some("on") => true,
+        Some(_) => {
+            r.fail(name, "expected on or off");
+            false
+        }
+    }
+}
+
+fn match_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> MatchQuality {
+    let cookie_domain = r.checked(
+        "COOKIE_DOMAIN",
+        |v| v.len() <= 253 && v.trim_start_matches('.').split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
+        "a domain such as .shop.example",
+    );
+    let allow_dry_run = on_off(r, "COLLECT_DRY_RUN");
+    let allow_test_event_code = on_off(r, "ALLOW_TEST_EVENT_CODE");
+    let ldu = match r.opt("LDU_MODE").as_deref() {
+        None | Some("off") => LduMode::Off,
+        Some("always") => LduMode::Always,
+        Some("geo") => {
+            let states: Vec<String> = list(&r.opt("LDU_STATES").unwrap_or_else(|| DEFAULT_LDU_STATES.into())).into_iter().map(|s| s.to_ascii_uppercase()).collect();
+            if states.iter().any(|s| s.len() != 2 || !s.bytes().all(|b| b.is_ascii_alphabetic())) {
+                r.fail("LDU_STATES", "expected two-letter US state codes, comma-separated");
+            }
+            LduMode::Geo(states)
+        }
+        Some(_) => {
+            r.fail("LDU_MODE", "expected off, always or geo");
+            LduMode::Off
+        }
+    };
+    let pixels = match r.opt("PIXELS") {
+        None => Vec::new(),
+        Some(json) => parse_pixels(r, &json),
+    };
+    MatchQuality { cookie_domain, allow_dry_run, allow_test_event_code, ldu, pixels }
+}
+
+/// `PIXELS`: `{"shop.example": {"pixel_id": "123", "token_secret": "META_TOKEN_SHOP",
+/// "allowed_origins": ["https://shop.example"]}, ...}`; each token is read from the named secret.
+fn parse_pixels<S: VarSource + ?Sized>(r: &mut Reader<'_, S>, json: &str) -> Vec<PixelSite> {
+    let v: serde_json::Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => {
+            r.fail("PIXELS", format!("not valid JSON: {e}"));
+            return Vec::new();
+        }
+    };
+    let Some(map) = v.as_object().filter(|m| !m.is_empty()) else {
+        r.fail("PIXELS", "expected an object of site host → {pixel_id, token_secret, allowed_origins}");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (site, entry) in map {
+        let fail = |r: &mut Reader<'_, S>, m: String| r.fail("PIXELS", format!("{site}: {m}"));
+        if site.is_empty() || site.len() > 253 || !site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            fail(r, "the key must be a host name".into());
+            continue;
+        }
+        let Some(e) = entry.as_object() else {
+            fail(r, "expected an object".into());
+            continue;
+        };
+        if let Some(k) = e.keys().find(|k| !matches!(k.as_str(), "pixel_id" | "token_secret" | "allowed_origins")) {
+            fail(r, format!("unknown field {k}"));
+            continue;
+        }
+        let pixel_id = e.get("pixel_id").and_then(|p| p.as_str()).filter(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()));
+        let secret_name = e.get("token_secret").and_then(|t| t.as_str()).filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        let origins: Option<Vec<String>> = match e.get("allowed_origins") {
+            None => Some(Vec::new()),
+            Some(serde_json::Value::Array(list)) => list.iter().map(|o| o.as_str().map(|s| s.trim_end_matches('/').to_string())).collect(),
+            Some(_) => None,
+        };
+        match (pixel_id, secret_name, origins) {
+            (None, _, _) => fail(r, "pixel_id must be a numeric pixel id".into()),
+            (_, None, _) => fail(r, "token_secret must name the secret holding this pixel's token".into()),
+            (_, _, None) => fail(r, "allowed_origins must be an array of origins".into()),
+            (Some(pixel_id), Some(secret), Some(origins)) => {
+                if let Some(bad) = origins.iter().find(|o| !is_origin(o)) {
+                    fail(r, format!("'{bad}' is not an origin like https://shop.example"));
+                    continue;
+                }
+                match r.opt(secret) {
+                    Some(token) => out.push(PixelSite { site: site.to_ascii_lowercase(), pixel_id: pixel_id.to_string(), token: Secret::new(token), allowed_origins: origins }),
+                    None => fail(r, format!("the secret {secret} is not set (wrangler secret put {secret})")),
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Config {
+    /// The access token for a pixel: its `PIXELS` entry's secret, else `META_ACCESS_TOKEN` for
+    /// `META_PIXEL_ID`.
+    pub fn token_for(&self, pixel_id: &str) -> Option<&Secret> {
+        match self.matching.pixels.iter().find(|p| p.pixel_id == pixel_id) {
+            Some(p) => Some(&p.token),
+            None if self.matching.pixels.is_empty() || self.meta.pixel_id.as_deref() == Some(pixel_id) => self.meta.access_token.as_ref(),
+            None => None,
+        }
+    }
 }
 
 fn is_graph_version(v: &str) -> bool {
@@ -488,6 +632,32 @@ mod tests {
         for s in ["super-secret-token", "admin-secret-value-123", "EAAsecret"] {
             assert!(!dbg.contains(s), "{s} leaked");
         }
+    }
+
+    #[test]
+    fn pixels_route_sites_to_their_own_pixel_and_token() {
+        let c = parse(&[
+            ("PIXELS", r#"{"a.example": {"pixel_id": "111", "token_secret": "TOKEN_A", "allowed_origins": ["https://a.example"]},
+                          "b.example": {"pixel_id": "222", "token_secret": "TOKEN_B"}}"#),
+            ("TOKEN_A", "tok-a"),
+            ("TOKEN_B", "tok-b"),
+            ("LDU_MODE", "geo"),
+        ])
+        .unwrap();
+        assert_eq!(c.matching.pixels.len(), 2);
+        assert_eq!(c.token_for("111").unwrap().expose(), "tok-a");
+        assert_eq!(c.token_for("222").unwrap().expose(), "tok-b");
+        assert!(c.token_for("333").is_none());
+        assert_eq!(c.matching.ldu, LduMode::Geo(DEFAULT_LDU_STATES.split(',').map(str::to_string).collect()));
+        assert!(!format!("{c:?}").contains("tok-a"));
+
+        let errs = parse(&[("PIXELS", r#"{"a.example": {"pixel_id": "x1", "token_secret": "T"}}"#)]).unwrap_err();
+        assert!(errs[0].message.contains("a.example: pixel_id"), "{errs:?}");
+        let errs = parse(&[("PIXELS", r#"{"a.example": {"pixel_id": "1", "token_secret": "MISSING"}}"#)]).unwrap_err();
+        assert!(errs[0].message.contains("MISSING is not set"), "{errs:?}");
+        let errs = parse(&[("LDU_MODE", "sometimes"), ("COLLECT_DRY_RUN", "yes")]).unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.variable).collect();
+        assert_eq!(names, vec!["COLLECT_DRY_RUN", "LDU_MODE"]);
     }
 
     #[test]

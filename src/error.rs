@@ -19,6 +19,8 @@ pub enum AppError {
     UnsupportedMediaType { expected: &'static str },
     #[error("origin not allowed: {0}")]
     OriginNotAllowed(String),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("missing or wrong bearer token")]
     Unauthorized,
     #[error("rate limit exceeded: {limit} requests per {window_secs} s for this {scope}")]
@@ -47,7 +49,7 @@ impl AppError {
             AppError::BadRequest { .. } => 400,
             AppError::PayloadTooLarge { .. } => 413,
             AppError::UnsupportedMediaType { .. } => 415,
-            AppError::OriginNotAllowed(_) => 403,
+            AppError::OriginNotAllowed(_) | AppError::Forbidden { .. } => 403,
             AppError::Unauthorized => 401,
             AppError::RateLimited { .. } => 429,
             AppError::ConfigInvalid(_) | AppError::NotConfigured(_) | AppError::Store(_) | AppError::Unavailable { .. } => 503,
@@ -63,6 +65,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
             AppError::OriginNotAllowed(_) => "origin_not_allowed",
+            AppError::Forbidden { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ConfigInvalid(_) => "config_invalid",

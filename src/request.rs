@@ -16,6 +16,11 @@ pub struct Incoming {
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request came over https.
+    pub secure: bool,
+    /// The visitor's country and region code, as Cloudflare geolocates them (`request.cf`).
+    pub country: Option<String>,
+    pub region: Option<String>,
 }
 
 /// Decodes `%XX` and `+` in a query component; invalid escapes are kept literally.

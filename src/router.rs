@@ -27,6 +27,7 @@ pub enum Route {
     AdminDlq,
     AdminDlqReplay,
     AdminCacheExplain,
+    AdminMatchQuality,
     /// A worker path that does not exist.
     NotFound,
     MethodNotAllowed(&'static str),
@@ -60,6 +61,7 @@ const TABLE: &[PathRoutes] = &[
     ("/admin/dlq", "GET", &[("GET", Route::AdminDlq)]),
     ("/admin/dlq/replay", "POST", &[("POST", Route::AdminDlqReplay)]),
     ("/admin/cache/explain", "GET", &[("GET", Route::AdminCacheExplain)]),
+    ("/admin/match-quality", "GET", &[("GET", Route::AdminMatchQuality)]),
 ];
 
 pub fn route(method: &str, path: &str) -> Route {
@@ -102,6 +104,10 @@ pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx
         },
         Route::AdminDlq => match ctx.config() {
             Ok(cfg) => admin::dlq_list(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminMatchQuality => match ctx.config() {
+            Ok(cfg) => admin::match_quality(req, cfg, ctx.out, ctx.iso).await,
             Err(e) => Err(e),
         },
         Route::AdminCacheExplain => match ctx.config() {

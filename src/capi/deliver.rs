@@ -80,12 +80,6 @@ pub fn dead_letter(item: &Item, reason: &str, now_ms: f64) -> serde_json::Value 
 
 pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &Isolate) -> Report {
     let mut report = Report { fates: vec![None; items.len()], capi_requests: 0 };
-    let Some(token) = cfg.meta.access_token.as_ref() else {
-        for f in report.fates.iter_mut() {
-            *f = Some(Fate::Retry { delay_secs: 300, reason: "META_ACCESS_TOKEN is not configured".into() });
-        }
-        return report;
-    };
     let store = cfg.upstash.as_ref().map(|u| Store::new(u, out, iso));
 
     // Already delivered by an earlier attempt? One round trip for the whole batch.
@@ -122,6 +116,13 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
             }
             continue;
         }
+        // Each pixel with its own token (PIXELS), or META_ACCESS_TOKEN.
+        let Some(token) = cfg.token_for(&pixel) else {
+            for &i in &idx {
+                report.fates[i] = Some(Fate::Retry { delay_secs: 300, reason: format!("no access token configured for pixel {pixel}") });
+            }
+            continue;
+        };
         let events: Vec<_> = idx.iter().map(|&i| &items[i].msg.event).collect();
         let req = request(&cfg.meta, &pixel, code.as_deref(), &events, token.expose());
         report.capi_requests += 1;

@@ -69,7 +69,9 @@ async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppErro
 }
 
 async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError> {
-    let url = split_url(&req.inner().url());
+    let raw_url = req.inner().url();
+    let url = split_url(&raw_url);
+    let (country, region) = req.cf().map(|cf| (cf.country(), cf.region_code())).unwrap_or_default();
     let body = read_capped(req, limit).await?;
     Ok(Incoming {
         method: req.method().to_string(),
@@ -78,6 +80,9 @@ async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError>
         host: url.host,
         headers: req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
         body,
+        secure: raw_url.starts_with("https://"),
+        country,
+        region,
     })
 }
 

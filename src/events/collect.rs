@@ -5,33 +5,17 @@
 use serde_json::{json, Value};
 
 use super::dedup::{self, claim_key, Admit};
+use super::enrich;
 use super::intake::{self, Consent, RequestFacts};
 use super::outbox::{EventSink, QueuedEvent};
-use crate::config::{AllowedOrigins, Config};
+use super::site;
+use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{Outbound, Reply};
 use crate::request::Incoming;
 use crate::upstash::{Isolate, Keys, Store};
 
 pub const CONSENT_COOKIE: &str = "ek_consent";
-
-/// The `Origin` to echo back when a cross-origin browser is allowed; `None` for same-origin or
-/// non-browser callers. An unlisted origin is refused.
-fn allowed_origin(req: &Incoming, cfg: &Config) -> Result<Option<String>, AppError> {
-    let Some(origin) = req.header("origin") else { return Ok(None) };
-    let host = origin.split_once("://").map(|(_, h)| h.split(':').next().unwrap_or(h)).unwrap_or("");
-    let listed = match &cfg.allowed_origins {
-        AllowedOrigins::Any => true,
-        AllowedOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
-    };
-    if listed {
-        return Ok(Some(origin.to_string()));
-    }
-    if host.eq_ignore_ascii_case(&req.host) {
-        return Ok(None);
-    }
-    Err(AppError::OriginNotAllowed(origin.chars().filter(|c| !c.is_control()).take(100).collect()))
-}
 
 fn with_cors(reply: Reply, origin: &Option<String>) -> Reply {
     match origin {
@@ -44,7 +28,7 @@ fn with_cors(reply: Reply, origin: &Option<String>) -> Reply {
 }
 
 pub fn preflight(req: &Incoming, cfg: &Config) -> Result<Reply, AppError> {
-    let origin = allowed_origin(req, cfg)?;
+    let origin = site::route(req, cfg)?.cors_origin;
     let reply = Reply { status: 204, headers: vec![("cache-control".into(), "no-store".into())], body: Vec::new() }
         .with_header("access-control-allow-methods", "POST, OPTIONS")
         .with_header("access-control-allow-headers", "content-type")
@@ -103,19 +87,58 @@ fn token(out: &impl Outbound) -> String {
 }
 
 pub async fn collect<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate, sink: &S) -> Result<Reply, AppError> {
-    let origin = allowed_origin(req, cfg)?;
-    match handle(req, cfg, out, iso, sink).await {
-        Ok(reply) => Ok(with_cors(reply, &origin)),
-        Err(e) => Ok(with_cors(e.into_reply(), &origin)),
+    let route = site::route(req, cfg)?;
+    match handle(req, cfg, out, iso, sink, &route).await {
+        Ok(reply) => Ok(with_cors(reply, &route.cors_origin)),
+        Err(e) => Ok(with_cors(e.into_reply(), &route.cors_origin)),
     }
 }
 
-async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate, sink: &S) -> Result<Reply, AppError> {
+fn forbidden(code: &'static str, message: &str) -> AppError {
+    AppError::Forbidden { code, message: message.to_string() }
+}
+
+async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate, sink: &S, route: &site::SiteRoute) -> Result<Reply, AppError> {
     check_content_type(req)?;
     let now = out.now_ms();
-    let parsed = intake::parse(&req.body, &cfg.catalog, cfg.collect, &facts(req, now))?;
-    let pixel_id = cfg.meta.pixel_id.clone().ok_or(AppError::NotConfigured("META_PIXEL_ID"))?;
-    let keys = Keys::new(&cfg.key_prefix, &req.host);
+    let mut parsed = intake::parse(&req.body, &cfg.catalog, cfg.collect, &facts(req, now))?;
+    let test_event_code = match parsed.test_event_code.take() {
+        Some(_) if !cfg.matching.allow_test_event_code => return Err(forbidden("test_event_code_not_allowed", "a per-request test_event_code needs ALLOW_TEST_EVENT_CODE=on")),
+        Some(code) => Some(code),
+        None => cfg.meta.test_event_code.clone(),
+    };
+    if parsed.dry_run && !cfg.matching.allow_dry_run {
+        return Err(forbidden("dry_run_not_allowed", "dry_run needs COLLECT_DRY_RUN=on"));
+    }
+    let pixel_id = route.pixel_id.clone();
+    let keys = Keys::new(&cfg.key_prefix, &route.site);
+
+    // What edgekeeper adds: LDU flags, and on an explicit grant first-party browser ids.
+    let mut set_cookies = Vec::new();
+    if parsed.consent != Consent::Denied {
+        let mut valid: Vec<intake::Accepted> = Vec::new();
+        let mut slots = Vec::new();
+        for (i, ev) in parsed.events.iter_mut().enumerate() {
+            if let Ok(a) = ev {
+                enrich::apply_ldu(a, &cfg.matching.ldu, req.country.as_deref(), req.region.as_deref());
+                valid.push(a.clone());
+                slots.push(i);
+            }
+        }
+        if parsed.consent == Consent::Granted && !valid.is_empty() {
+            let fbp = req.cookie("_fbp");
+            set_cookies = enrich::first_party_ids(&mut valid, fbp.as_deref(), now, out.random(), req.secure, cfg.matching.cookie_domain.as_deref());
+            for (a, i) in valid.into_iter().zip(slots) {
+                parsed.events[i] = Ok(a);
+            }
+        }
+    }
+    if parsed.dry_run {
+        let events: Vec<Value> = parsed.events.iter().filter_map(|e| e.as_ref().ok()).map(enrich::dry_run_view).collect();
+        let rejected: Vec<Value> = parsed.events.iter().filter_map(|e| e.as_ref().err()).map(|r| r.to_json()).collect();
+        let body = json!({ "dry_run": true, "site": keys.site(), "pixel_id": pixel_id, "consent_denied": parsed.consent == Consent::Denied, "events": events, "rejected": rejected });
+        return Ok(Reply::json(200, &body));
+    }
 
     let mut rejected: Vec<Value> = Vec::new();
     let mut skipped: Vec<Value> = Vec::new();
@@ -159,18 +182,20 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let mut accepted_ids = Vec::new();
     let mut messages = Vec::new();
     let mut claimed = Vec::new();
+    let mut match_keys = Vec::new();
     for ((key, a), fresh) in candidates.into_iter().zip(&admission.fresh) {
         if !fresh {
             duplicates.push(a.event.event_id);
             continue;
         }
         accepted_ids.push(a.event.event_id.clone());
+        match_keys.push((a.event.event_name.clone(), a.match_keys.clone()));
         claimed.push(key.clone());
         messages.push(QueuedEvent {
             v: 1,
             site: keys.site().to_string(),
             pixel_id: pixel_id.clone(),
-            test_event_code: cfg.meta.test_event_code.clone(),
+            test_event_code: test_event_code.clone(),
             claim_key: key,
             accepted_at_ms: now as i64,
             event: a.event,
@@ -192,8 +217,12 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
                 rejected.push(json!({ "event_id": m.event.event_id, "error": { "code": "queue_unavailable", "message": "not queued; retry this event" } }));
             }
             accepted_ids.truncate(start);
+            match_keys.truncate(start);
             break;
         }
+    }
+    for (name, keys_present) in &match_keys {
+        iso.note_match_keys(keys.site(), name, keys_present);
     }
     iso.count("accepted", accepted_ids.len() as u64);
     iso.count("duplicates", duplicates.len() as u64);
@@ -204,8 +233,15 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
         "skipped": skipped,
         "dedup": admission.mode.as_str(),
     });
-    Ok(Reply::json(202, &body)
+    let mut reply = Reply::json(202, &body)
         .with_header("ratelimit-limit", admission.rate.limit.to_string())
         .with_header("ratelimit-remaining", admission.rate.remaining.to_string())
-        .with_header("ratelimit-reset", admission.rate.reset_secs.to_string()))
+        .with_header("ratelimit-reset", admission.rate.reset_secs.to_string());
+    // Browser ids only for events that were actually accepted.
+    if !accepted_ids.is_empty() {
+        for c in set_cookies {
+            reply = reply.with_header("set-cookie", c);
+        }
+    }
+    Ok(reply)
 }

@@ -38,7 +38,7 @@ const EVENT_FIELDS: &[&str] = &[
     "referrer_url",
     "consent",
 ];
-const BATCH_FIELDS: &[&str] = &["data", "consent"];
+const BATCH_FIELDS: &[&str] = &["data", "consent", "test_event_code", "dry_run"];
 
 /// What the request itself tells us, beyond its body.
 #[derive(Debug, Clone, Default)]
@@ -104,12 +104,26 @@ pub struct Accepted {
     pub event: ServerEvent,
     /// Which match keys the event carries (names only).
     pub match_keys: Vec<&'static str>,
+    /// An `fbc` built from this event's `fbclid` that is newer than the `_fbc` cookie (or there was
+    /// none): what a first-party `_fbc` cookie should now hold.
+    pub new_fbc: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct Parsed {
     pub events: Vec<Result<Accepted, Rejection>>,
     pub consent: Consent,
+    /// A per-request `test_event_code` (allowed only when configured; checked by the caller).
+    pub test_event_code: Option<String>,
+    /// `"dry_run": true`: answer with what would be sent, send nothing.
+    pub dry_run: bool,
+}
+
+/// The `(creation ms, click id)` of an `fbc` value `fb.1.<ms>.<fbclid>`.
+pub fn fbc_parts(fbc: &str) -> Option<(i64, &str)> {
+    let mut parts = fbc.splitn(4, '.');
+    let (_fb, _sub, ms, click) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((ms.parse().ok()?, click))
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> AppError {
@@ -162,6 +176,16 @@ pub fn parse(body: &[u8], catalog: &Catalog, limits: CollectLimits, facts: &Requ
         return Err(bad("invalid_body", "body must be an event object or {\"data\": [events]}"));
     };
     let body_consent = root.remove("consent").map(|c| parse_consent(&c)).transpose()?;
+    let test_event_code = match root.remove("test_event_code") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) if !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(c),
+        Some(_) => return Err(bad("invalid_test_event_code", "test_event_code must be letters and digits (e.g. TEST12345)")),
+    };
+    let dry_run = match root.remove("dry_run") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(bad("invalid_dry_run", "dry_run must be true or false")),
+    };
     let raw_events: Vec<Value> = match root.remove("data") {
         Some(Value::Array(list)) => {
             if let Some(k) = root.keys().find(|k| !BATCH_FIELDS.contains(&k.as_str())) {
@@ -185,7 +209,7 @@ pub fn parse(body: &[u8], catalog: &Catalog, limits: CollectLimits, facts: &Requ
     };
     let consent = body_consent.filter(|c| *c != Consent::Unstated).unwrap_or(cookie_consent);
     let events = raw_events.into_iter().map(|e| validate_event(e, catalog, facts)).collect();
-    Ok(Parsed { events, consent })
+    Ok(Parsed { events, consent, test_event_code, dry_run })
 }
 
 fn reject(event_id: &Option<String>, code: &'static str, message: impl Into<String>) -> Rejection {
@@ -360,10 +384,24 @@ fn validate_event(raw: Value, catalog: &Catalog, facts: &RequestFacts) -> Result
             user_data.insert("fbp".into(), Value::String(fbp.clone()));
         }
     }
+    let mut new_fbc = None;
     if !user_data.contains_key("fbc") {
-        let from_cookie = facts.fbc_cookie.clone().filter(|v| normalize::valid_fbc(v));
-        let from_click = || event_source_url.as_deref().and_then(fbclid_of).map(|c| format!("fb.1.{}.{c}", facts.now_ms as i64)).filter(|v| normalize::valid_fbc(v));
-        if let Some(fbc) = from_cookie.or_else(from_click) {
+        let cookie = facts.fbc_cookie.clone().filter(|v| normalize::valid_fbc(v));
+        let click = event_source_url.as_deref().and_then(fbclid_of).map(|c| (c.to_string(), format!("fb.1.{}.{c}", facts.now_ms as i64))).filter(|(_, v)| normalize::valid_fbc(v));
+        // The cookie stands when it holds this same click, or a click newer than this event.
+        let keep_cookie = |cookie: &str, click_id: &str| {
+            fbc_parts(cookie).is_some_and(|(ms, id)| id == click_id || ms > event_time.saturating_mul(1000))
+        };
+        let chosen = match (cookie, click) {
+            (Some(c), Some((id, _))) if keep_cookie(&c, &id) => Some(c),
+            (_, Some((_, fresh))) => {
+                new_fbc = Some(fresh.clone());
+                Some(fresh)
+            }
+            (Some(c), None) => Some(c),
+            (None, None) => None,
+        };
+        if let Some(fbc) = chosen {
             user_data.insert("fbc".into(), Value::String(fbc));
         }
     }
@@ -419,6 +457,7 @@ fn validate_event(raw: Value, catalog: &Catalog, facts: &RequestFacts) -> Result
             referrer_url,
         },
         match_keys,
+        new_fbc,
     })
 }
 

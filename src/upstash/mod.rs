@@ -68,6 +68,22 @@ pub struct Isolate {
     /// Book entries (duplicates, rejected) per site decided without a store round trip, waiting
     /// to ride along with the next one.
     pending_books: RefCell<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// Match-key counts of accepted events per (site, event name), waiting likewise.
+    pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
+}
+
+/// How many accepted events of one name carried each match key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchCounts {
+    pub events: u64,
+    pub keys: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl MatchCounts {
+    /// As hash fields: `events` and one per key.
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        std::iter::once(("events".to_string(), self.events)).chain(self.keys.iter().map(|(k, n)| (k.to_string(), *n))).filter(|(_, n)| *n > 0).collect()
+    }
 }
 
 impl Default for Isolate {
@@ -78,6 +94,7 @@ impl Default for Isolate {
             claimed: RefCell::new(TtlSet::new(20_000)),
             counters: RefCell::default(),
             pending_books: RefCell::default(),
+            pending_match: RefCell::default(),
         }
     }
 }
@@ -109,6 +126,40 @@ impl Isolate {
             e.1 = e.1.saturating_sub(rejected);
             if *e == (0, 0) {
                 p.remove(site);
+            }
+        }
+    }
+
+    pub fn note_match_keys(&self, site: &str, event_name: &str, keys: &[&'static str]) {
+        let mut p = self.pending_match.borrow_mut();
+        let e = p.entry((site.to_string(), event_name.to_string())).or_default();
+        e.events += 1;
+        for k in keys {
+            *e.keys.entry(k).or_default() += 1;
+        }
+    }
+
+    /// Match-key counts waiting to be written for `site`, by event name.
+    pub fn pending_match(&self, site: &str) -> Vec<(String, MatchCounts)> {
+        self.pending_match.borrow().iter().filter(|((s, _), _)| s == site).map(|((_, name), c)| (name.clone(), c.clone())).collect()
+    }
+
+    /// The store has counted `written` for `site`.
+    pub fn flushed_match(&self, site: &str, written: &[(String, MatchCounts)]) {
+        let mut p = self.pending_match.borrow_mut();
+        for (name, w) in written {
+            let key = (site.to_string(), name.clone());
+            if let Some(e) = p.get_mut(&key) {
+                e.events = e.events.saturating_sub(w.events);
+                for (k, n) in &w.keys {
+                    if let Some(v) = e.keys.get_mut(k) {
+                        *v = v.saturating_sub(*n);
+                    }
+                }
+                e.keys.retain(|_, v| *v > 0);
+                if e.events == 0 && e.keys.is_empty() {
+                    p.remove(&key);
+                }
             }
         }
     }

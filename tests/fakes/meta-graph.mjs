@@ -312,7 +312,7 @@ function sendJson(res, status, body, headers = {}) {
  * - `reset()`: forgets both lists (the fault stays; `setFault(null)` clears it);
  * - `setFault(fault)`: see `parseFault`; throws TypeError on an invalid fault.
  */
-export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken, pixelIds } = {}) {
+export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken, pixelIds, tokensByPixel = {} } = {}) {
   if (!nonEmptyString(accessToken)) throw new TypeError('startMetaFake: accessToken (a non-empty string) is required');
   const allowedPixels = pixelIds === undefined ? null : new Set(pixelIds.map(String));
   let events = [];
@@ -335,12 +335,13 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
     if (fault.times !== undefined && --fault.times === 0) fault = null;
   };
 
-  function checkToken(url, body) {
+  /** A pixel listed in `tokensByPixel` takes only its own token (a system user token per pixel). */
+  function checkToken(url, body, pixel) {
     const token = url.searchParams.get('access_token') ?? body.access_token;
     if (token === undefined || token === null || token === '') {
       throw invalidToken('An access token is required to request this resource.');
     }
-    if (token !== accessToken) throw invalidToken('Invalid OAuth access token - Cannot parse access token');
+    if (token !== (tokensByPixel[pixel] ?? accessToken)) throw invalidToken('Invalid OAuth access token - Cannot parse access token');
   }
 
   /** Handles POST /{version}/{pixel}/events; returns the success body, `null` to hold, or throws a GraphError. */
@@ -354,7 +355,7 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
       spendFault();
       throw error;
     }
-    checkToken(url, body);
+    checkToken(url, body, pixel);
     if (!isKnownPixel(pixel)) throw unknownObject('POST', pixel);
 
     const { data } = body;
@@ -377,10 +378,12 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
     });
 
     const testEventCode = body.test_event_code ?? null;
+    // The trace id ties each recorded event to the request that carried it.
+    const fbtraceId = newTraceId();
     for (const event of data) {
-      events.push({ ...event, pixel_id: pixel, test_event_code: testEventCode, api_version: version });
+      events.push({ ...event, pixel_id: pixel, test_event_code: testEventCode, api_version: version, fbtrace_id: fbtraceId });
     }
-    return { events_received: data.length, messages: [], fbtrace_id: newTraceId() };
+    return { events_received: data.length, messages: [], fbtrace_id: fbtraceId };
   }
 
   /** Answers a Graph-side request; returns `{status, body}`, `null` to leave it unanswered, or throws a GraphError. */
@@ -389,7 +392,7 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
     const [, version, pixel, edge] = match ?? [];
     const route = match && API_VERSION.test(version) && `${req.method} ${edge ? 'events' : 'node'}`;
     if (route === 'GET node') {
-      checkToken(url, {});
+      checkToken(url, {}, pixel);
       if (!isKnownPixel(pixel)) throw unknownObject('GET', pixel);
       return { status: 200, body: { id: pixel } };
     }

@@ -183,11 +183,11 @@ export const TEST_SECRETS = {
 };
 
 /** redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings. */
-export async function startStack({ vars = {}, ...workerOptions } = {}) {
+export async function startStack({ vars = {}, meta: metaOptions = {}, ...workerOptions } = {}) {
   const { startMetaFake } = await import('../fakes/meta-graph.mjs');
   const redis = await startRedis();
   const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
-  const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN });
+  const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN, ...metaOptions });
   const stackVars = {
     CAPI_BASE_URL: meta.url,
     ALLOWED_ORIGINS: 'https://shop.example',

@@ -15,7 +15,8 @@ pub const CLAIM_TTL_SECS: u64 = 172_800;
 
 /// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims...
 /// ARGV: client limit, site limit, window secs, claim TTL, request token, rejected count, duplicates
-/// this isolate decided without the store (L1) since its last flush.
+/// this isolate decided without the store (L1) since its last flush, the number of claims, and a JSON
+/// array of match-key counts, one object per trailing key (the per-event-name hashes).
 /// Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate...}.
 const ADMIT_SCRIPT: &str = r#"
 local ipc, sitec
@@ -32,7 +33,8 @@ end
 if ipc > tonumber(ARGV[1]) or sitec > tonumber(ARGV[2]) then return {ipc, sitec, 1} end
 local out = {ipc, sitec, 0}
 local new, dup = 0, 0
-for i = 5, #KEYS do
+local nclaims = tonumber(ARGV[8])
+for i = 5, 4 + nclaims do
   local old = redis.call('SET', KEYS[i], ARGV[5], 'NX', 'EX', ARGV[4], 'GET')
   if (not old) or old == ARGV[5] then out[#out + 1] = 1; new = new + 1 else out[#out + 1] = 0; dup = dup + 1 end
 end
@@ -40,6 +42,9 @@ if first then
   redis.call('HINCRBY', KEYS[4], 'accepted', new)
   redis.call('HINCRBY', KEYS[4], 'duplicates', dup + tonumber(ARGV[7]))
   redis.call('HINCRBY', KEYS[4], 'rejected', tonumber(ARGV[6]))
+  for j, counts in ipairs(cjson.decode(ARGV[9])) do
+    for field, n in pairs(counts) do redis.call('HINCRBY', KEYS[4 + nclaims + j], field, n) end
+  end
 end
 return out
 "#;
@@ -82,6 +87,11 @@ pub struct Admission {
 /// (by delivery). accepted = delivered + in flight + dead_lettered.
 pub fn books_key(keys: &Keys) -> String {
     keys.key(Module::Stats, "books")
+}
+
+/// Match-key counts of one event name: `events` and one field per key (counts only, no values).
+pub fn match_key(keys: &Keys, event_name: &str) -> String {
+    keys.key(Module::Stats, &format!("mq:{event_name}"))
 }
 
 pub fn claim_key(keys: &Keys, event_name: &str, event_id: &str) -> String {
@@ -188,6 +198,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
 
 async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<bool>), StoreError> {
     let (dups, rejected) = s.isolate().pending_books(a.keys.site());
+    let matched = s.isolate().pending_match(a.keys.site());
     let mut keys = vec![
         a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)),
         a.keys.key(Module::Rl, &format!("site:{}", w.start)),
@@ -195,6 +206,9 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         books_key(a.keys),
     ];
     keys.extend(pending.iter().map(|k| k.to_string()));
+    keys.extend(matched.iter().map(|(name, _)| match_key(a.keys, name)));
+    let counts: Vec<serde_json::Value> =
+        matched.iter().map(|(_, c)| serde_json::Value::Object(c.fields().into_iter().map(|(k, n)| (k, serde_json::json!(n))).collect())).collect();
     let args = [
         a.limits.per_ip.to_string(),
         a.limits.per_site.to_string(),
@@ -203,9 +217,12 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         a.request_token.to_string(),
         rejected.to_string(),
         dups.to_string(),
+        pending.len().to_string(),
+        serde_json::Value::Array(counts).to_string(),
     ];
     let v = s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await?;
     s.isolate().flushed_books(a.keys.site(), dups, rejected);
+    s.isolate().flushed_match(a.keys.site(), &matched);
     let Value::Array(items) = v else { return Err(StoreError::Protocol("admit script answered a non-array".into())) };
     let ints: Vec<i64> = items.iter().map(|i| i.as_int().ok_or_else(|| StoreError::Protocol("admit script answered a non-integer".into()))).collect::<Result<_, _>>()?;
     if ints.len() < 3 {

@@ -167,3 +167,33 @@ fn rejection_messages_never_quote_personal_data() {
     let r = one(body).unwrap_err();
     assert!(!r.message.contains("secret@mail.example") && !r.message.contains("a@b.co"), "{}", r.message);
 }
+
+#[test]
+fn test_codes_dry_runs_and_fbc_precedence() {
+    let body = json!({ "event_name": "PageView", "event_id": "t", "test_event_code": "TEST42", "dry_run": true });
+    let p = parse(body.to_string().as_bytes(), &catalog(), LIMITS, &facts()).unwrap();
+    assert_eq!((p.test_event_code.as_deref(), p.dry_run), (Some("TEST42"), true));
+    let bad = json!({ "event_name": "PageView", "event_id": "t", "test_event_code": "no spaces!" });
+    assert_eq!(parse(bad.to_string().as_bytes(), &catalog(), LIMITS, &facts()).unwrap_err().code(), "invalid_test_event_code");
+    let nested = json!({ "data": [{ "event_name": "PageView", "event_id": "t", "dry_run": true }] });
+    let mut p = parse(nested.to_string().as_bytes(), &catalog(), LIMITS, &facts()).unwrap();
+    assert_eq!(p.events.remove(0).unwrap_err().code, "unknown_field", "request options live at the top");
+
+    let with = |cookie: Option<&str>, event_time: i64| {
+        let mut f = facts();
+        f.fbc_cookie = cookie.map(str::to_string);
+        let body = json!({ "event_name": "PageView", "event_id": "f", "event_time": event_time, "event_source_url": "https://shop.example/?fbclid=AbC123xYz" });
+        parse(body.to_string().as_bytes(), &catalog(), LIMITS, &f).unwrap().events.remove(0).unwrap()
+    };
+    let now_s = (NOW_MS / 1000.0) as i64;
+    let fresh = with(None, now_s);
+    assert_eq!(fresh.new_fbc.as_deref(), Some(format!("fb.1.{}.AbC123xYz", NOW_MS as i64).as_str()));
+    let same = with(Some("fb.1.1700000000000.AbC123xYz"), now_s);
+    assert_eq!((same.new_fbc, same.event.user_data["fbc"].as_str()), (None, Some("fb.1.1700000000000.AbC123xYz")), "same click: the cookie stands");
+    let older = with(Some("fb.1.1700000000000.OldClick"), now_s);
+    assert!(older.new_fbc.is_some(), "an older click is replaced");
+    let newer_ms = (NOW_MS as i64) - 1000;
+    let newer = with(Some(&format!("fb.1.{newer_ms}.NewerClick")), now_s - 3600);
+    assert_eq!(newer.new_fbc, None, "a cookie newer than the event is never overwritten");
+    assert_eq!(newer.event.user_data["fbc"], json!(format!("fb.1.{newer_ms}.NewerClick")));
+}
