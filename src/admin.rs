@@ -56,9 +56,27 @@ pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         },
         Err(_) => None,
     };
+    let zaraz = match store(cfg, out, iso) {
+        Ok(s) => {
+            let r = s
+                .pipeline(
+                    "zaraz_status",
+                    &[cmd(["GET".to_string(), zaraz_keys(cfg).key(Module::Zaraz, "drift")]), cmd(["GET".to_string(), zaraz_keys(cfg).key(Module::Zaraz, "last")])],
+                    Retry::Idempotent,
+                )
+                .await
+                .unwrap_or_default();
+            let parse = |i: usize| {
+                r.get(i).and_then(|v| v.as_ref().ok()).and_then(Value::as_str).and_then(|t| codec::decode(t).ok()).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            };
+            serde_json::json!({ "drift": parse(0), "last_sync": parse(1) })
+        }
+        Err(_) => serde_json::Value::Null,
+    };
     let body = serde_json::json!({
         "site": keys.site(),
         "books": books,
+        "zaraz": zaraz,
         "isolate": { "upstash": iso.snapshot(out.now_ms()) },
     });
     Ok(Reply::json(200, &body))
@@ -189,6 +207,64 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         *iso.claimed.borrow_mut() = crate::upstash::local::TtlSet::new(20_000);
     }
     Ok(Reply::json(200, &serde_json::json!({ "module": module.as_str(), "site": keys.site(), "deleted": deleted, "complete": complete })))
+}
+
+/// Zaraz state (checkpoint, last sync, drift) belongs to the zone, whichever host an admin call
+/// or the cron came through: keyed by the zone id.
+pub fn zaraz_keys(cfg: &Config) -> Keys {
+    Keys::new(&cfg.key_prefix, cfg.cloudflare.zone_id.as_deref().unwrap_or("zone"))
+}
+
+/// The cron's drift check: the plan, computed without writing to Cloudflare, kept for `/admin/stats`.
+pub async fn record_drift<O: Outbound>(cfg: &Config, out: &O, iso: &Isolate) -> Result<serde_json::Value, AppError> {
+    let drift = match crate::zaraz::drift(cfg, out).await {
+        Ok(d) => d,
+        Err(e) => serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() }, "checked_at_ms": out.now_ms().round() }),
+    };
+    store(cfg, out, iso)?.set(&zaraz_keys(cfg).key(Module::Zaraz, "drift"), &drift.to_string(), 7 * 24 * 3600).await?;
+    Ok(drift)
+}
+
+/// `GET /admin/zaraz/diff`: what a sync would change now (reads only).
+pub async fn zaraz_diff<O: Outbound>(req: &Incoming, cfg: &Config, out: &O) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    Ok(Reply::json(200, &crate::zaraz::diff(cfg, out).await?))
+}
+
+/// `POST /admin/zaraz/sync` with `{"dry_run", "remove", "publish"}`.
+pub async fn zaraz_sync<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let body: crate::zaraz::SyncRequest = if req.body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { req.json()? };
+    let keys = zaraz_keys(cfg);
+    let store = cfg.upstash.as_ref().map(|u| Store::new(u, out, iso));
+    let report = crate::zaraz::sync(cfg, out, store.as_ref(), &keys, &body).await?;
+    if let Some(s) = &store {
+        // The last sync, for the dashboard.
+        let _ = s.set(&keys.key(Module::Zaraz, "last"), &report.to_string(), 30 * 24 * 3600).await;
+    }
+    Ok(Reply::json(200, &report))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretHandlingBody {
+    keeps_secrets: bool,
+}
+
+/// `POST /admin/zaraz/secret-handling {"keeps_secrets": bool}`: what an operator knows about how
+/// this zone treats a secret variable written without its value (see `zaraz::secrets`).
+pub async fn zaraz_secret_handling<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let body: SecretHandlingBody = req.json()?;
+    let s = store(cfg, out, iso)?;
+    Ok(Reply::json(200, &crate::zaraz::set_secret_handling(cfg, &s, &zaraz_keys(cfg), !body.keeps_secrets).await?))
+}
+
+/// `GET /admin/zaraz/history?limit=`: recent Zaraz configuration records, to pick one to restore.
+pub async fn zaraz_history<O: Outbound>(req: &Incoming, cfg: &Config, out: &O) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let limit = req.query_param("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    Ok(Reply::json(200, &crate::zaraz::history(cfg, out, limit).await?))
 }
 
 /// `GET /admin/match-quality?site=`: per event name, how many accepted events carried each match key,

@@ -35,6 +35,8 @@ pub enum AppError {
     Unavailable { code: &'static str, message: String, retry_after_secs: u32 },
     #[error("no origin configured for this host: set ORIGIN_URL")]
     NoOrigin,
+    #[error("{0}")]
+    Zaraz(#[from] crate::zaraz::ZarazError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -54,6 +56,7 @@ impl AppError {
             AppError::RateLimited { .. } => 429,
             AppError::ConfigInvalid(_) | AppError::NotConfigured(_) | AppError::Store(_) | AppError::Unavailable { .. } => 503,
             AppError::NoOrigin => 502,
+            AppError::Zaraz(z) => z.status(),
         }
     }
 
@@ -74,11 +77,18 @@ impl AppError {
             AppError::Store(_) => "store_unavailable",
             AppError::Unavailable { code, .. } => code,
             AppError::NoOrigin => "no_origin",
+            AppError::Zaraz(z) => z.code(),
         }
     }
 
     pub fn into_reply(self) -> Reply {
-        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let mut body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        // A failed Zaraz sync carries its report (chunks, verification, rollback) for the operator.
+        if let AppError::Zaraz(z) = &self {
+            if let Some(report) = z.report() {
+                body["report"] = report.clone();
+            }
+        }
         let reply = Reply::json(self.status(), &body);
         match self {
             AppError::MethodNotAllowed { allow } => reply.with_header("allow", allow),

@@ -28,6 +28,10 @@ pub enum Route {
     AdminDlqReplay,
     AdminCacheExplain,
     AdminMatchQuality,
+    AdminZarazDiff,
+    AdminZarazSync,
+    AdminZarazHistory,
+    AdminZarazSecrets,
     /// A worker path that does not exist.
     NotFound,
     MethodNotAllowed(&'static str),
@@ -39,7 +43,7 @@ impl Route {
     /// How much body the route may read (0: none).
     pub fn body_limit(self, cfg: Option<&Config>) -> usize {
         match self {
-            Route::AdminPurge | Route::AdminDlqReplay => ADMIN_BODY_LIMIT,
+            Route::AdminPurge | Route::AdminDlqReplay | Route::AdminZarazSync | Route::AdminZarazSecrets => ADMIN_BODY_LIMIT,
             Route::Collect => cfg.map_or(65_536, |c| c.collect.max_bytes),
             _ => 0,
         }
@@ -62,6 +66,10 @@ const TABLE: &[PathRoutes] = &[
     ("/admin/dlq/replay", "POST", &[("POST", Route::AdminDlqReplay)]),
     ("/admin/cache/explain", "GET", &[("GET", Route::AdminCacheExplain)]),
     ("/admin/match-quality", "GET", &[("GET", Route::AdminMatchQuality)]),
+    ("/admin/zaraz/diff", "GET", &[("GET", Route::AdminZarazDiff)]),
+    ("/admin/zaraz/sync", "POST", &[("POST", Route::AdminZarazSync)]),
+    ("/admin/zaraz/history", "GET", &[("GET", Route::AdminZarazHistory)]),
+    ("/admin/zaraz/secret-handling", "POST", &[("POST", Route::AdminZarazSecrets)]),
 ];
 
 pub fn route(method: &str, path: &str) -> Route {
@@ -104,6 +112,22 @@ pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx
         },
         Route::AdminDlq => match ctx.config() {
             Ok(cfg) => admin::dlq_list(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminZarazDiff => match ctx.config() {
+            Ok(cfg) => admin::zaraz_diff(req, cfg, ctx.out).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminZarazSync => match ctx.config() {
+            Ok(cfg) => admin::zaraz_sync(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminZarazSecrets => match ctx.config() {
+            Ok(cfg) => admin::zaraz_secret_handling(req, cfg, ctx.out, ctx.iso).await,
+            Err(e) => Err(e),
+        },
+        Route::AdminZarazHistory => match ctx.config() {
+            Ok(cfg) => admin::zaraz_history(req, cfg, ctx.out).await,
             Err(e) => Err(e),
         },
         Route::AdminMatchQuality => match ctx.config() {

@@ -106,11 +106,19 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     to_response(reply, head)
 }
 
-/// The cron tick: probes the store so an outage shows in logs even without traffic.
+/// The cron tick: probes the store (an outage shows in logs even without traffic) and, when the
+/// Cloudflare API is configured, records Zaraz drift for `/admin/stats` without writing anything.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let cfg = Config::from_source(&EnvVars(&env));
     let reply = crate::health::report(&cfg, &WorkerOutbound, isolate()).await;
     let status = reply.body_json()["status"].as_str().unwrap_or("unknown").to_string();
-    console_log!("{{\"level\":\"info\",\"msg\":\"cron health\",\"cron\":\"{}\",\"status\":\"{}\"}}", event.cron(), status);
+    let drift = match &cfg {
+        Ok(c) if c.cloudflare.api_token.is_some() && c.cloudflare.zone_id.is_some() => match crate::admin::record_drift(c, &WorkerOutbound, isolate()).await {
+            Ok(d) => d["drift"].to_string(),
+            Err(e) => format!("{:?}", e.code()),
+        },
+        _ => "\"not configured\"".to_string(),
+    };
+    console_log!("{{\"level\":\"info\",\"msg\":\"cron\",\"cron\":\"{}\",\"health\":\"{}\",\"zaraz_drift\":{}}}", event.cron(), status, drift);
 }

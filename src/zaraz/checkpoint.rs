@@ -108,8 +108,9 @@ pub struct Checkpoint {
     pub v: u32,
     pub zone: String,
     pub version_form: Option<VersionForm>,
-    /// `"dropped"`: this zone wipes a secret variable sent without its value, so the sync refuses to
-    /// write one it cannot fill in (an operator sets it with [`super::set_secret_handling`]).
+    /// How this zone treats a secret variable written without its value, as an operator stated it
+    /// ([`super::set_secret_handling`]): `"kept"` or `"dropped"`. Unknown counts as dropped: the
+    /// sync then writes secrets only with their values carried from the export.
     pub secret_handling: Option<String>,
     pub run: Option<Run>,
     /// A summary of the last finished run.
@@ -121,8 +122,8 @@ impl Checkpoint {
         Checkpoint { v: 1, zone: zone.to_string(), ..Checkpoint::default() }
     }
 
-    pub fn secrets_dropped(&self) -> bool {
-        self.secret_handling.as_deref() == Some("dropped")
+    pub fn secrets_kept(&self) -> bool {
+        self.secret_handling.as_deref() == Some("kept")
     }
 
     /// The unfinished run of this zone, if any.
@@ -163,6 +164,6 @@ mod tests {
         assert!(text.contains("\"version_form\":\"include\""));
         assert_eq!(serde_json::from_str::<Checkpoint>(&text).unwrap(), cp);
         let old: Checkpoint = serde_json::from_str(r#"{"zone":"z","future_field":1,"run":{"state":"paused"}}"#).unwrap();
-        assert!(old.unfinished().is_some() && old.version_form.is_none() && !old.secrets_dropped());
+        assert!(old.unfinished().is_some() && old.version_form.is_none() && !old.secrets_kept());
     }
 }

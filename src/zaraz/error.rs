@@ -22,7 +22,7 @@ pub enum ZarazError {
     #[error("concurrent edit: {0}")]
     Conflict(String),
     /// Writing would send secret variables without their values to a zone known to wipe them.
-    #[error("refusing to write: secret variable(s) {} would be sent without their value and this zone is known to wipe such secrets; set them again in the dashboard after the sync, or clear `secret_handling` in the checkpoint once Cloudflare keeps them", .variables.join(", "))]
+    #[error("refusing to write: secret variable(s) {} would be sent without their value (the export that carries it is unavailable, e.g. in the preview workflow) and this zone may wipe such secrets; sync in the realtime workflow, or state that the zone keeps them with POST /admin/zaraz/secret-handling {{\"keeps_secrets\": true}}", .variables.join(", "))]
     SecretsAtRisk { variables: Vec<String> },
     /// The checkpoint store could not be read, and what it remembers decides whether writing is safe.
     #[error("the store holding the Zaraz checkpoint is unavailable: {0}")]

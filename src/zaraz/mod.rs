@@ -91,13 +91,13 @@ pub async fn drift<O: Outbound>(cfg: &Config, out: &O) -> Result<Value, ZarazErr
 }
 
 /// Records what an operator knows about how this zone treats a secret variable written without
-/// its value: `dropped = true` makes the sync refuse such writes (unless it can carry the values
-/// from the export); `false` clears the mark.
+/// its value: `dropped = true` (or never stated) makes the sync refuse such writes unless it can
+/// carry the values from the export; `false` states that the zone keeps them.
 pub async fn set_secret_handling<O: Outbound>(cfg: &Config, store: &Store<'_, O>, keys: &Keys, dropped: bool) -> Result<Value, ZarazError> {
     let zone = cfg.cloudflare.zone_id.as_deref().ok_or(ZarazError::NotConfigured { variable: "CLOUDFLARE_ZONE_ID" })?;
     let key = checkpoint::key(keys);
     let mut cp = checkpoint::load(store, &key, zone).await.map_err(|e| ZarazError::Store(e.to_string()))?;
-    cp.secret_handling = dropped.then(|| "dropped".to_string());
+    cp.secret_handling = Some(if dropped { "dropped" } else { "kept" }.to_string());
     checkpoint::save(store, &key, &cp).await.map_err(|e| ZarazError::Store(e.to_string()))?;
     Ok(json!({ "zone": zone, "secret_handling": cp.secret_handling }))
 }

@@ -86,8 +86,10 @@ pub async fn sync<O: Outbound>(
         return Ok(finish(report, "no_changes", &api));
     }
 
-    // Without the checkpoint the sync cannot know whether this zone wipes secrets: assume it does.
-    let zone_drops = cp.secrets_dropped() || store_state.starts_with("unreadable");
+    // Cloudflare does not document what a PUT does with a secret sent without its value: unless an
+    // operator said this zone keeps them (and the checkpoint can be read to know it), assume it
+    // wipes them, so secrets are only written with their values carried from the export.
+    let zone_drops = !cp.secrets_kept() || store_state.starts_with("unreadable");
     let secrets = SecretGuard::prepare(&api, &start, zone_drops).await?;
     let mut warnings = Vec::new();
     let newest = match api.history(tuning.history_window).await {

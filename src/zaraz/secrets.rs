@@ -12,9 +12,9 @@
 //!    are filled into each PUT body in memory ("carried"), so they survive whatever the server does
 //!    with a missing value. Never logged, reported or stored. In `preview` the export (published)
 //!    may hold an older value than the draft, so it is not used.
-//! 3. Otherwise the secret is sent as read (without value). If the zone is known to wipe such
-//!    secrets (`secret_handling: "dropped"` in the checkpoint, or the checkpoint cannot be read to
-//!    find out), the sync refuses before writing anything.
+//! 3. Otherwise the secret would go out as read (without value). Unless an operator stated that
+//!    this zone keeps such secrets (`secret_handling: "kept"` in a readable checkpoint), the sync
+//!    refuses before writing anything: never risk a wipe on an undocumented behaviour.
 //! 4. After the run the verification checks every secret variable still exists with type secret;
 //!    if not, the run counts as failed and is rolled back from history, which restores the stored
 //!    configuration, secret values included.

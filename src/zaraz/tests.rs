@@ -365,7 +365,9 @@ fn failed_sync_rolls_back_to_the_start_from_history() {
     assert_eq!(cp["run"]["state"], "rolled_back");
 }
 
-/// A zone that wipes secrets sent without a value: the sync refuses rather than wipe one.
+/// A zone that wipes secrets sent without a value: the values travel from the export in the
+/// realtime workflow; where they cannot (preview, or the checkpoint unreadable) the sync refuses
+/// unless an operator stated the zone keeps them.
 #[test]
 fn secrets_are_not_put_at_risk_in_a_zone_that_drops_them() {
     let fake = Fake::start("ignore", true);
@@ -375,6 +377,15 @@ fn secrets_are_not_put_at_risk_in_a_zone_that_drops_them() {
     let store = Store::new(&ucfg, &out, &iso);
     let cfg = fake.settings(TOKEN, &[]);
     block(set_secret_handling(&cfg, &store, &keys(), true)).unwrap();
+
+    // Preview workflow: the export (published) cannot be trusted for the draft: refused.
+    let set_workflow = |w: &str| {
+        ureq::put(&format!("{}/client/v4/zones/{ZONE}/settings/zaraz/workflow", fake.url))
+            .set("authorization", &format!("Bearer {TOKEN}"))
+            .send_json(json!(w))
+            .expect("workflow");
+    };
+    set_workflow("preview");
     let e = block(sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default())).unwrap_err();
     assert_eq!((e.status(), e.code()), (409, "secrets_at_risk"), "{e}");
     assert!(e.to_string().contains("capiToken01"));
@@ -394,8 +405,15 @@ fn secrets_are_not_put_at_risk_in_a_zone_that_drops_them() {
     let down = Store::new(&dead, &out, &iso2);
     let e = block(sync(&cfg, &out, Some(&down), &keys(), &SyncRequest::default())).unwrap_err();
     assert_eq!(e.code(), "secrets_at_risk");
-    assert_eq!(fake.config()["variables"]["capiToken01"]["value"], SECRET_VALUE);
     assert!(fake.put_requests().is_empty());
+
+    // Realtime: the values are carried from the export, and the secret survives the wiping zone.
+    set_workflow("realtime");
+    let report = block(sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default())).unwrap_or_else(|e| panic!("{e} {:?}", e.report()));
+    assert_eq!(report["outcome"], "applied", "{report:#}");
+    assert_eq!(report["secrets"]["handling"], "carried_from_export");
+    assert_eq!(fake.config()["variables"]["capiToken01"]["value"], SECRET_VALUE);
+    assert!(!report.to_string().contains(SECRET_VALUE));
 }
 
 /// A run that would outgrow the subrequest budget pauses between chunks; the next run resumes.
@@ -425,14 +443,18 @@ fn a_paused_run_resumes_from_the_checkpoint() {
 fn publish_in_the_preview_workflow() {
     let fake = Fake::start("ignore", false);
     fake.seed();
-    let out = NativeOutbound;
+    let local = LocalStore::start();
+    let (ucfg, out, iso) = (local.config(), NativeOutbound, Isolate::default());
+    let store = Store::new(&ucfg, &out, &iso);
     let cfg = fake.settings(TOKEN, &[]);
+    // In preview the secret cannot be carried from the export: the operator states the zone keeps it.
+    block(set_secret_handling(&cfg, &store, &keys(), false)).unwrap();
     ureq::put(&format!("{}/client/v4/zones/{ZONE}/settings/zaraz/workflow", fake.url))
         .set("authorization", &format!("Bearer {TOKEN}"))
         .send_json(json!("preview"))
         .expect("workflow");
     let req = SyncRequest { publish: true, ..SyncRequest::default() };
-    let report = block(sync(&cfg, &out, None, &keys(), &req)).unwrap();
+    let report = block(sync(&cfg, &out, Some(&store), &keys(), &req)).unwrap();
     assert_eq!(report["publish"]["published"], true, "{report:#}");
     assert_eq!(report["secrets"]["export"], "not_used_outside_realtime");
     let history = fake.control("GET", "history", None);

@@ -69,7 +69,8 @@
  *
  * Fault injection (setFault(f) or POST /__control/fault; merged into the active faults;
  * setFault(null) or DELETE /__control/fault clears them all):
- *  {put_status: 504, land?: false, times?: 1} next `times` PUT config calls answer that status with
+ *  {put_status: 504, land?: false, times?: 1, after_puts?: 0} next `times` PUT config calls (after
+ *                                `after_puts` that succeed normally) answer that status with
  *                                Cloudflare's edge HTML page; land=true still applies the change.
  *  {put_delay_ms: n}             every PUT config waits n ms first, then is applied even if the
  *                                client has given up (a client timeout does not mean "not landed").
@@ -367,13 +368,14 @@ function applyEditSpec(config, spec) {
 function parseFault(f, currentConfig) {
   if (!isObject(f)) throw new TypeError('a fault must be a JSON object');
   if ('put_status' in f && 'status' in f) throw new TypeError('give put_status and status in separate calls');
-  const known = ['put_status', 'land', 'times', 'put_delay_ms', 'max_put_bytes', 'concurrent_edit', 'status'];
+  const known = ['put_status', 'land', 'times', 'after_puts', 'put_delay_ms', 'max_put_bytes', 'concurrent_edit', 'status'];
   const unknown = Object.keys(f).filter((k) => !known.includes(k));
   if (unknown.length > 0) throw new TypeError(`unknown fault field(s): ${unknown.join(', ')}`);
   const times = f.times === undefined ? 1 : intAtLeast(1, f.times, 'times');
   const out = {};
   if ('put_status' in f) {
-    out.putStatus = { status: httpStatus(f.put_status, 'put_status'), land: f.land === true, remaining: times };
+    const skip = f.after_puts === undefined ? 0 : intAtLeast(0, f.after_puts, 'after_puts');
+    out.putStatus = { status: httpStatus(f.put_status, 'put_status'), land: f.land === true, remaining: times, skip };
   }
   if ('status' in f) out.status = { status: httpStatus(f.status, 'status'), remaining: times };
   if ('put_delay_ms' in f) out.putDelayMs = intAtLeast(0, f.put_delay_ms, 'put_delay_ms');
@@ -509,6 +511,10 @@ export async function startCloudflareFake(opts) {
       if (maxPutBytes !== undefined && ctx.bodyBytes > maxPutBytes) return edgeError(504);
       if (putDelayMs) await sleep(putDelayMs);
       if (!state.faults.putStatus) return applyPut(ctx);
+      if (state.faults.putStatus.skip > 0) {
+        state.faults.putStatus.skip -= 1;
+        return applyPut(ctx);
+      }
       const { status, land } = consume(state.faults, 'putStatus');
       if (land) {
         try {
@@ -520,6 +526,9 @@ export async function startCloudflareFake(opts) {
       return edgeError(status);
     },
     'GET default': () => defaultZarazConfig(state.config.zarazVersion),
+    // "Exports full current published Zaraz configuration for a zone, secret variables included"
+    // (cloudflare-typescript src/resources/zaraz/export.ts). The fake publishes on every write.
+    'GET export': () => structuredClone(state.config),
     'GET workflow': () => state.workflow,
     'PUT workflow': (ctx) => {
       const workflow = requireJsonBody(ctx);

@@ -86,6 +86,12 @@ describe('config GET/PUT', () => {
     assert.equal(cf.config().variables.capiToken01.value, 'EAAGfakeCapiToken0001');
   });
 
+  test('GET export includes secret values', async () => {
+    const r = await call('GET', zaraz('export'));
+    assert.equal(r.status, 200);
+    assert.equal(r.json.result.variables.capiToken01.value, 'EAAGfakeCapiToken0001');
+  });
+
   test('PUT round trip replaces the config, bumps the version, adds history, keeps secrets', async () => {
     const before = await getConfig();
     const { status, json } = await putConfig(edited(before));
@@ -235,6 +241,14 @@ describe('faults', () => {
     assert.equal(cf.config().triggers.leadTrig01.name, 'Lead');
     assert.equal((await putConfig(config)).status, 200);
     assert.equal(cf.config().triggers.leadTrig01.name, 'Lead (edited)');
+  });
+
+  test('after_puts lets the first PUTs through before the 504', async () => {
+    cf.setFault({ put_status: 504, land: false, after_puts: 1 });
+    const config = edited(await getConfig());
+    assert.equal((await putConfig(config)).status, 200);
+    assert.equal((await putConfig(config)).status, 504);
+    assert.equal((await putConfig(config)).status, 200);
   });
 
   test('max_put_bytes answers 504 without landing for large bodies only', async () => {

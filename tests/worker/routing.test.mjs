@@ -90,5 +90,5 @@ test('the cron trigger runs and reports the health status', async () => {
   const result = await w.scheduled({ cron: '*/5 * * * *' });
   assert.equal(result.outcome, 'ok');
   await new Promise((r) => setTimeout(r, 100));
-  assert.ok(worker.logs.some((l) => l.includes('cron health') && l.includes('*/5 * * * *')), worker.logs.join('\n'));
+  assert.ok(worker.logs.some((l) => l.includes('"msg":"cron"') && l.includes('*/5 * * * *') && l.includes('"health"')), worker.logs.join('\n'));
 });
