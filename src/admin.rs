@@ -182,7 +182,7 @@ pub async fn dlq_replay<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config,
         commands.push(cmd(["HINCRBY".to_string(), books_key(&Keys::new(&cfg.key_prefix, &site)), "dead_lettered".into(), format!("-{}", chosen.len())]));
         s.multi_exec("dlq_remove", &commands, Retry::Once).await?;
     }
-    let ids: Vec<&str> = chosen.iter().map(|(_, m)| m.event.event_id.as_str()).collect();
+    let ids: Vec<&str> = chosen.iter().map(|(_, m)| m.event_id()).collect();
     Ok(Reply::json(200, &serde_json::json!({ "site": site, "replayed": ids })))
 }
 

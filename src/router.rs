@@ -1,6 +1,9 @@
 //! Paths to handlers. The worker owns a few prefixes (`/health`, `/collect`, `/admin`); anything
 //! else belongs to the site behind it and is passed through (assets, then the origin).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::events::collect;
@@ -97,57 +100,43 @@ impl<O: Outbound, S: EventSink> Ctx<'_, O, S> {
     }
 }
 
+type Handled<'a> = Pin<Box<dyn Future<Output = Result<Reply, AppError>> + 'a>>;
+
+/// The routes that need a valid configuration. Each handler is its own boxed future: one small
+/// state machine per route instead of all of them inlined into the fetch handler's (which made the
+/// module markedly larger).
+fn dispatch<'a, O: Outbound, S: EventSink>(route: Route, req: &'a Incoming, cfg: &'a Config, ctx: &'a Ctx<'a, O, S>) -> Handled<'a> {
+    let (out, iso) = (ctx.out, ctx.iso);
+    match route {
+        Route::Collect => Box::pin(collect::collect(req, cfg, out, iso, ctx.sink)),
+        Route::CollectPreflight => Box::pin(async move { collect::preflight(req, cfg) }),
+        Route::AdminStats => Box::pin(admin::stats(req, cfg, out, iso)),
+        Route::AdminDlq => Box::pin(admin::dlq_list(req, cfg, out, iso)),
+        Route::AdminDlqReplay => Box::pin(admin::dlq_replay(req, cfg, out, iso, ctx.sink)),
+        Route::AdminPurge => Box::pin(admin::purge(req, cfg, out, iso)),
+        Route::AdminCacheExplain => Box::pin(admin::cache_explain(req, cfg, out)),
+        Route::AdminMatchQuality => Box::pin(admin::match_quality(req, cfg, out, iso)),
+        Route::AdminZarazDiff => Box::pin(admin::zaraz_diff(req, cfg, out)),
+        Route::AdminZarazSync => Box::pin(admin::zaraz_sync(req, cfg, out, iso)),
+        Route::AdminZarazSecrets => Box::pin(admin::zaraz_secret_handling(req, cfg, out, iso)),
+        Route::AdminZarazHistory => Box::pin(admin::zaraz_history(req, cfg, out)),
+        Route::Health | Route::MethodNotAllowed(_) | Route::NotFound | Route::Site => {
+            Box::pin(async move { Err(AppError::NotFound(req.path.chars().take(200).collect())) })
+        }
+    }
+}
+
 /// Runs a worker-owned route; every error becomes its JSON reply here, once.
 pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx: &Ctx<'_, O, S>) -> Reply {
     let result: Result<Reply, AppError> = match route {
+        // Health reports a bad configuration instead of refusing to run.
         Route::Health => Ok(health::report(ctx.cfg, ctx.out, ctx.iso).await),
-        Route::Collect => match ctx.config() {
-            Ok(cfg) => collect::collect(req, cfg, ctx.out, ctx.iso, ctx.sink).await,
-            Err(e) => Err(e),
-        },
-        Route::CollectPreflight => ctx.config().and_then(|cfg| collect::preflight(req, cfg)),
-        Route::AdminStats => match ctx.config() {
-            Ok(cfg) => admin::stats(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminDlq => match ctx.config() {
-            Ok(cfg) => admin::dlq_list(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminZarazDiff => match ctx.config() {
-            Ok(cfg) => admin::zaraz_diff(req, cfg, ctx.out).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminZarazSync => match ctx.config() {
-            Ok(cfg) => admin::zaraz_sync(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminZarazSecrets => match ctx.config() {
-            Ok(cfg) => admin::zaraz_secret_handling(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminZarazHistory => match ctx.config() {
-            Ok(cfg) => admin::zaraz_history(req, cfg, ctx.out).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminMatchQuality => match ctx.config() {
-            Ok(cfg) => admin::match_quality(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminCacheExplain => match ctx.config() {
-            Ok(cfg) => admin::cache_explain(req, cfg, ctx.out).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminDlqReplay => match ctx.config() {
-            Ok(cfg) => admin::dlq_replay(req, cfg, ctx.out, ctx.iso, ctx.sink).await,
-            Err(e) => Err(e),
-        },
-        Route::AdminPurge => match ctx.config() {
-            Ok(cfg) => admin::purge(req, cfg, ctx.out, ctx.iso).await,
-            Err(e) => Err(e),
-        },
         Route::MethodNotAllowed(allow) => Err(AppError::MethodNotAllowed { allow }),
         Route::NotFound | Route::Site => Err(AppError::NotFound(req.path.chars().take(200).collect())),
+        _ => match ctx.config() {
+            Ok(cfg) => dispatch(route, req, cfg, ctx).await,
+            Err(e) => Err(e),
+        },
     };
     result.unwrap_or_else(AppError::into_reply)
 }

@@ -6,6 +6,7 @@
 //! credentialed request or a response setting a cookie is private, a 5xx is never cached.
 
 pub mod classes;
+pub mod regex;
 pub mod rules;
 
 use serde_json::{json, Value};

@@ -15,7 +15,7 @@ use super::{RequestFacts, ResponseFacts};
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     Glob(String),
-    Regex(regex_lite::Regex),
+    Regex(super::regex::Regex),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,7 +128,7 @@ fn parse_match(m: &Map<String, Value>) -> Result<Match, String> {
         (Some(Value::String(g)), None) if g.starts_with('/') && g.len() <= 512 => out.path = Some(PathMatch::Glob(g.clone())),
         (Some(_), None) => return Err("match.path: expected a glob starting with /".into()),
         (None, Some(Value::String(r))) if r.len() <= 512 => {
-            let re = regex_lite::Regex::new(r).map_err(|e| format!("match.path_regex: {e}"))?;
+            let re = super::regex::Regex::new(r).map_err(|e| format!("match.path_regex: {e}"))?;
             out.path = Some(PathMatch::Regex(re));
         }
         (None, Some(_)) => return Err("match.path_regex: expected a regular expression string".into()),

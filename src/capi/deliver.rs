@@ -58,7 +58,7 @@ pub fn retry_delay(age_ms: f64) -> u32 {
 }
 
 pub fn delivered_key(msg: &QueuedEvent, prefix: &str) -> String {
-    Keys::new(prefix, &msg.site).key(Module::Sent, &format!("{}:{}", msg.event.event_name, msg.event.event_id))
+    Keys::new(prefix, &msg.site).key(Module::Sent, &format!("{}:{}", msg.event_name(), msg.event_id()))
 }
 
 pub fn dlq_key(prefix: &str, site: &str) -> String {
@@ -68,8 +68,8 @@ pub fn dlq_key(prefix: &str, site: &str) -> String {
 /// A dead letter as stored: the queued message (hashed data only) and why Meta or we gave up.
 pub fn dead_letter(item: &Item, reason: &str, now_ms: f64) -> serde_json::Value {
     json!({
-        "event_id": item.msg.event.event_id,
-        "event_name": item.msg.event.event_name,
+        "event_id": item.msg.event_id(),
+        "event_name": item.msg.event_name(),
         "site": item.msg.site,
         "reason": reason,
         "age_ms": item.age_ms as i64,

@@ -7,7 +7,6 @@ pub mod deliver;
 use serde_json::{json, Value};
 
 use crate::config::MetaConfig;
-use crate::events::intake::ServerEvent;
 use crate::http::{Method, OutboundRequest, OutboundResponse, TransportError};
 
 /// Meta accepts at most 1000 events per request.
@@ -23,7 +22,7 @@ pub fn endpoint(meta: &MetaConfig, pixel_id: &str) -> String {
 }
 
 /// The token travels in the body, not the URL, so it cannot end up in an access log.
-pub fn request(meta: &MetaConfig, pixel_id: &str, test_event_code: Option<&str>, events: &[&ServerEvent], token: &str) -> OutboundRequest {
+pub fn request(meta: &MetaConfig, pixel_id: &str, test_event_code: Option<&str>, events: &[&Value], token: &str) -> OutboundRequest {
     let mut body = json!({ "data": events, "access_token": token });
     if let Some(code) = test_event_code {
         body["test_event_code"] = json!(code);

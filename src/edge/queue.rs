@@ -24,7 +24,7 @@ impl EventSink for QueueSink<'_> {
 /// queue gave up on after max_retries) are stored as dead letters. Each message is acked only when
 /// its fate is final; everything else is retried with a delay, so nothing accepted is lost.
 #[event(queue)]
-async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
+async fn queue(batch: worker::MessageBatch<()>, env: Env, _ctx: Context) -> worker::Result<()> {
     let cfg = match Config::from_source(&EnvVars(&env)) {
         Ok(c) => c,
         Err(errors) => {
@@ -34,15 +34,13 @@ async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env, _ctx: C
             return Ok(());
         }
     };
-    let messages = batch.messages()?;
+    // Bodies are JSON text (see QueueSink): read them raw, without a JS → serde round trip.
+    let messages: Vec<worker::RawMessage> = batch.raw_iter().collect();
     let now = js_sys::Date::now();
     let mut items = Vec::with_capacity(messages.len());
     let mut slots = Vec::with_capacity(messages.len());
     for m in &messages {
-        let parsed = match m.body() {
-            serde_json::Value::String(text) => serde_json::from_str::<QueuedEvent>(text),
-            other => serde_json::from_value::<QueuedEvent>(other.clone()),
-        };
+        let parsed = m.body().as_string().ok_or_else(|| "the body is not JSON text".to_string()).and_then(|t| serde_json::from_str::<QueuedEvent>(&t).map_err(|e| e.to_string()));
         match parsed {
             Ok(msg) => {
                 slots.push(Some(items.len()));
@@ -50,7 +48,7 @@ async fn queue(batch: worker::MessageBatch<serde_json::Value>, env: Env, _ctx: C
             }
             Err(e) => {
                 // Not ours or corrupted: nothing to deliver, nothing personal to keep.
-                console_log!("{{\"level\":\"error\",\"msg\":\"unreadable queue message dropped\",\"error\":{:?}}}", e.to_string());
+                console_log!("{{\"level\":\"error\",\"msg\":\"unreadable queue message dropped\",\"error\":{:?}}}", e);
                 slots.push(None);
             }
         }

@@ -198,7 +198,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
             test_event_code: test_event_code.clone(),
             claim_key: key,
             accepted_at_ms: now as i64,
-            event: a.event,
+            event: serde_json::to_value(&a.event).unwrap_or_default(),
         });
     }
     for (start, end) in chunks(&messages) {
@@ -214,7 +214,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
                 });
             }
             for m in &messages[start..] {
-                rejected.push(json!({ "event_id": m.event.event_id, "error": { "code": "queue_unavailable", "message": "not queued; retry this event" } }));
+                rejected.push(json!({ "event_id": m.event_id(), "error": { "code": "queue_unavailable", "message": "not queued; retry this event" } }));
             }
             accepted_ids.truncate(start);
             match_keys.truncate(start);

@@ -55,7 +55,7 @@ pub struct RequestFacts {
 }
 
 /// A Meta server event, ready to send (`user_data` hashed).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerEvent {
     pub event_name: String,
     pub event_id: String,

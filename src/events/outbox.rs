@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::intake::ServerEvent;
+use serde_json::Value;
 
 /// One queue message per accepted event. Carries everything delivery needs, and nothing raw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,7 +17,19 @@ pub struct QueuedEvent {
     /// The dedup claim this event holds (released if the send fails).
     pub claim_key: String,
     pub accepted_at_ms: i64,
-    pub event: ServerEvent,
+    /// The Meta server event as it will be sent (hashed `user_data`). Kept as JSON: the consumer
+    /// forwards it as is and reads only its name and id.
+    pub event: Value,
+}
+
+impl QueuedEvent {
+    pub fn event_id(&self) -> &str {
+        self.event.get("event_id").and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn event_name(&self) -> &str {
+        self.event.get("event_name").and_then(Value::as_str).unwrap_or("")
+    }
 }
 
 #[allow(async_fn_in_trait)]
