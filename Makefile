@@ -23,6 +23,7 @@ setup:
 # The worker (build/) and the local store binary the tests and dev loop run.
 build: setup
 	bash tools/build-worker.sh
+	node tools/build-www.mjs
 	cargo build -p upstash-local
 
 dev: build

@@ -9,7 +9,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_pkgs=()
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
-if [ "${NEED_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then apt_pkgs+=(chromium); fi
+# The browser tests drive Debian's Chromium with playwright-core (no browser download).
+command -v chromium >/dev/null || apt_pkgs+=(chromium)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   say "apt install ${apt_pkgs[*]}"
   as_root apt-get update -qq

@@ -37,6 +37,19 @@ impl Class {
         }
     }
 
+    /// The per-isolate counter of responses served in this class (shown by `/admin/stats`).
+    pub fn counter(self) -> &'static str {
+        match self {
+            Class::Immutable => "cache_immutable",
+            Class::Static => "cache_static",
+            Class::Html => "cache_html",
+            Class::Api => "cache_api",
+            Class::Private => "cache_private",
+            Class::Error => "cache_error",
+            Class::NotFound => "cache_not_found",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Class> {
         ALL.iter().copied().find(|c| c.as_str() == s)
     }

@@ -35,6 +35,7 @@ fn apply(policy: &Policy, facts: &RequestFacts, resp: Response) -> worker::Resul
     let status = resp.status_code();
     let origin: Vec<(String, String)> = resp.headers().entries().collect();
     let decision = policy.decide(facts, &ResponseFacts::from_headers(status, &origin));
+    super::isolate().count(decision.class.counter(), 1);
     let headers = Headers::new();
     for (k, v) in policy.rewrite(&origin, &decision) {
         headers.append(&k, &v)?;
