@@ -43,30 +43,39 @@ pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> 
     Ok(if head { builder.empty() } else { builder.fixed(reply.body) })
 }
 
-/// Reads at most `limit` bytes of body: `Content-Length` is checked first, but a chunked or lying
-/// body is cut off while streaming, never buffered whole.
+/// Reads at most `limit` bytes of body: a declared or streamed length over it is refused; a chunked
+/// or lying body is never buffered past the limit.
 async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppError> {
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let too_large = AppError::PayloadTooLarge { limit };
-    if let Ok(Some(len)) = req.headers().get("content-length") {
-        if len.parse::<usize>().map_or(true, |n| n > limit) {
-            return Err(too_large);
-        }
-    }
+    let declared_too_large = req.headers().get("content-length").ok().flatten().is_some_and(|len| len.parse::<usize>().map_or(true, |n| n > limit));
     let mut body = Vec::new();
+    let mut seen = 0usize;
     let Ok(mut stream) = req.stream() else { return Ok(body) };
     use futures_util::StreamExt;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest { code: "body_unreadable", message: e.to_string() })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large);
+        seen += chunk.len();
+        // Too large: read on and discard (never buffered), so the client, still sending, gets the
+        // 413 instead of a reset connection; past DRAIN_LIMIT give up and answer anyway.
+        if declared_too_large || seen > limit {
+            body = Vec::new();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
         body.extend_from_slice(&chunk);
     }
+    if declared_too_large || seen > limit {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
     Ok(body)
 }
+
+/// How much of an oversized body is read (and dropped) before answering 413.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
 async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError> {
     let raw_url = req.inner().url();
