@@ -10,12 +10,13 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/binaryen/bin/wasm-opt
 export ESBUILD_BIN := $(CURDIR)/node_modules/esbuild/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: help setup build dev test test-native test-worker bench
+.PHONY: help setup build dev test test-native test-worker bench soak
 
 help:
 	@echo "make dev    build, start redis + upstash-local + fakes + wrangler dev on http://127.0.0.1:8787"
 	@echo "make test   native cargo tests, wasm build, integration suites under workerd"
-	@echo "make bench  wasm size (raw, gzip) against the budget"
+	@echo "make bench  wasm size, /collect load, store round trips, proxy overhead, native intake cost"
+	@echo "make soak   50,000 events with duplicates, Meta failures and a redis restart; checks nothing is lost"
 
 setup:
 	@bash tools/setup.sh
@@ -44,5 +45,8 @@ test: test-native test-worker
 	echo "native: $$native_passed passed, $$native_failed failed; worker: $$w_passed passed, $$w_failed failed"; \
 	echo "$$((native_passed + w_passed)) passed, $$((native_failed + w_failed)) failed"
 
-bench: setup
+bench: build
 	node benches/run.mjs
+
+soak: build
+	node benches/soak.mjs

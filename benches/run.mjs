@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ROOT, startWorker } from '../tests/support/stack.mjs';
 import { startLayerFightOrigin } from '../tests/fakes/layer-fight-origin.mjs';
 import { load, fmtLoad } from './load.mjs';
+import { benchCollect, printCollect } from './collect.mjs';
 
 const KB = 1024;
 const BUDGET_GZIP = 350 * KB; // ours
@@ -49,3 +50,10 @@ console.log(`\nproxy through the cache policy (workerd via Miniflare, local orig
 console.log(`  policy on   ${fmtLoad(results.on)}`);
 console.log(`  policy off  ${fmtLoad(results.off)}`);
 console.log(`  throughput ratio on/off: ${(results.on.rps / results.off.rps).toFixed(3)}`);
+
+printCollect(await benchCollect());
+
+// Native cost per event of validate + normalise + hash + serialise (criterion, release build).
+console.log('\nnative intake cost per event (criterion: cargo bench --bench intake)');
+const crit = execFileSync('cargo', ['bench', '--bench', 'intake', '--', '--noplot'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+for (const line of crit.split('\n').filter((l) => /time:|^intake/.test(l))) console.log(`  ${line.trim()}`);

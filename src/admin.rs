@@ -85,23 +85,19 @@ pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
 /// The books, after writing this isolate's not-yet-counted entries for the site.
 async fn read_books<O: Outbound>(s: &Store<'_, O>, keys: &Keys) -> Result<Value, crate::upstash::StoreError> {
     let key = books_key(keys);
-    let (dups, rejected) = s.isolate().pending_books(keys.site());
-    if dups + rejected == 0 {
+    let pending = s.isolate().take_books(keys.site());
+    if pending.is_empty() {
         return s.command("books", &cmd(["HGETALL".to_string(), key]), Retry::Idempotent).await;
     }
-    let r = s
-        .multi_exec(
-            "books",
-            &[
-                cmd(["HINCRBY".to_string(), key.clone(), "duplicates".into(), dups.to_string()]),
-                cmd(["HINCRBY".to_string(), key.clone(), "rejected".into(), rejected.to_string()]),
-                cmd(["HGETALL".to_string(), key]),
-            ],
-            Retry::Once,
-        )
-        .await?;
-    s.isolate().flushed_books(keys.site(), dups, rejected);
-    r.into_iter().nth(2).unwrap_or(Ok(Value::Nil))
+    let incr = |field: &str, n: u64| cmd(["HINCRBY".to_string(), key.clone(), field.to_string(), n.to_string()]);
+    let commands = [incr("accepted", pending.accepted), incr("duplicates", pending.duplicates), incr("rejected", pending.rejected), cmd(["HGETALL".to_string(), key.clone()])];
+    match s.multi_exec("books", &commands, Retry::Once).await {
+        Ok(r) => r.into_iter().nth(3).unwrap_or(Ok(Value::Nil)),
+        Err(e) => {
+            s.isolate().note_books(keys.site(), pending);
+            Err(e)
+        }
+    }
 }
 
 fn books_json(v: &Value) -> serde_json::Value {
@@ -205,6 +201,7 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     if module == Module::Evt {
         // The L1 would otherwise keep answering "duplicate" for ids that are no longer claimed.
         *iso.claimed.borrow_mut() = crate::upstash::local::TtlSet::new(20_000);
+        *iso.claimed_locally.borrow_mut() = crate::upstash::local::TtlSet::new(20_000);
     }
     Ok(Reply::json(200, &serde_json::json!({ "module": module.as_str(), "site": keys.site(), "deleted": deleted, "complete": complete })))
 }
@@ -274,7 +271,7 @@ pub async fn match_quality<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, i
     authorize(req, cfg)?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
     let s = store(cfg, out, iso)?;
-    let pending = iso.pending_match(keys.site());
+    let pending = iso.take_match(keys.site());
     let mut commands: Vec<crate::upstash::Command> = Vec::new();
     for (name, counts) in &pending {
         for (field, n) in counts.fields() {
@@ -284,8 +281,13 @@ pub async fn match_quality<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, i
     let writes = commands.len();
     let names: Vec<&str> = cfg.catalog.names().collect();
     commands.extend(names.iter().map(|n| cmd(["HGETALL".to_string(), crate::events::dedup::match_key(&keys, n)])));
-    let results = s.multi_exec("match_quality", &commands, Retry::Once).await?;
-    iso.flushed_match(keys.site(), &pending);
+    let results = match s.multi_exec("match_quality", &commands, Retry::Once).await {
+        Ok(r) => r,
+        Err(e) => {
+            iso.restore_match(keys.site(), pending);
+            return Err(e.into());
+        }
+    };
     let mut by_event = serde_json::Map::new();
     let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for (name, r) in names.iter().zip(results.into_iter().skip(writes)) {

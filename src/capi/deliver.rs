@@ -94,6 +94,15 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
         }
     }
 
+    // The same event twice in one batch (two messages for one event, e.g. accepted by two isolates
+    // while the store was down): only the first copy is sent.
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if report.fates[i].is_none() && !seen.insert(delivered_key(&item.msg, &cfg.key_prefix)) {
+            report.fates[i] = Some(Fate::AlreadyDelivered);
+        }
+    }
+
     let mut groups: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         if report.fates[i].is_none() {

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{Outbound, Reply};
 use crate::request::Incoming;
-use crate::upstash::{Isolate, Keys, Store};
+use crate::upstash::{Isolate, Keys, PendingBooks, Store};
 
 pub const CONSENT_COOKIE: &str = "ek_consent";
 
@@ -164,7 +164,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
     iso.count("rejected", rejected.len() as u64);
     if candidates.is_empty() {
-        iso.note_books(keys.site(), duplicates.len() as u64, rejected.len() as u64);
+        iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: rejected.len() as u64, ..PendingBooks::default() });
         let status = if rejected.is_empty() { 202 } else { 400 };
         let body = json!({ "accepted": [], "duplicates": duplicates, "rejected": rejected, "skipped": skipped });
         return Ok(Reply::json(status, &body));
@@ -175,7 +175,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let request_token = token(out);
     let claim_keys: Vec<String> = candidates.iter().map(|(k, _)| k.clone()).collect();
     // Copies repeated inside this request are duplicates the store never sees.
-    iso.note_books(keys.site(), duplicates.len() as u64, 0);
+    iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, ..PendingBooks::default() });
     let admit = Admit { keys: &keys, rejected: rejected.len() as u64, client_ip, limits: cfg.rate_limits, request_token: &request_token };
     let admission = dedup::admit(store.as_ref(), iso, out, &admit, &claim_keys).await?;
 
@@ -204,7 +204,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     for (start, end) in chunks(&messages) {
         if let Err(e) = sink.send_batch(&messages[start..end]).await {
             // Nothing may stay marked as seen that the queue did not take.
-            let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..]).await;
+            let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode).await;
             iso.count("queue_failures", 1);
             if start == 0 {
                 return Err(AppError::Unavailable {

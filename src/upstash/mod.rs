@@ -64,12 +64,29 @@ pub struct Isolate {
     pub metrics: RefCell<Metrics>,
     /// Dedup keys this isolate claimed (L1) or stood in for while the store was down.
     pub claimed: RefCell<TtlSet>,
+    /// The subset of `claimed` this isolate decided alone (store down): the store knows nothing of
+    /// them, so a later "new" from the store for one of these keys is a duplicate.
+    pub claimed_locally: RefCell<TtlSet>,
     pub counters: RefCell<LocalCounters>,
-    /// Book entries (duplicates, rejected) per site decided without a store round trip, waiting
-    /// to ride along with the next one.
-    pending_books: RefCell<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// Book entries per site decided without a store round trip, waiting to ride along with the
+    /// next one.
+    pending_books: RefCell<std::collections::BTreeMap<String, PendingBooks>>,
     /// Match-key counts of accepted events per (site, event name), waiting likewise.
     pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
+}
+
+/// Book entries not yet written to the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingBooks {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+impl PendingBooks {
+    pub fn is_empty(&self) -> bool {
+        *self == PendingBooks::default()
+    }
 }
 
 /// How many accepted events of one name carried each match key.
@@ -92,6 +109,7 @@ impl Default for Isolate {
             breaker: RefCell::default(),
             metrics: RefCell::default(),
             claimed: RefCell::new(TtlSet::new(20_000)),
+            claimed_locally: RefCell::new(TtlSet::new(20_000)),
             counters: RefCell::default(),
             pending_books: RefCell::default(),
             pending_match: RefCell::default(),
@@ -104,62 +122,56 @@ impl Isolate {
         self.metrics.borrow_mut().count(name, n);
     }
 
-    pub fn note_books(&self, site: &str, duplicates: u64, rejected: u64) {
-        if duplicates + rejected > 0 {
+    pub fn note_books(&self, site: &str, add: PendingBooks) {
+        if !add.is_empty() {
             let mut p = self.pending_books.borrow_mut();
             let e = p.entry(site.to_string()).or_default();
-            e.0 += duplicates;
-            e.1 += rejected;
+            e.accepted += add.accepted;
+            e.duplicates += add.duplicates;
+            e.rejected += add.rejected;
         }
     }
 
-    /// (duplicates, rejected) waiting to be written for `site`.
-    pub fn pending_books(&self, site: &str) -> (u64, u64) {
+    /// Accepted events this isolate counted itself (the store was down) that the queue then refused.
+    pub fn unnote_accepted(&self, site: &str, n: u64) {
+        if let Some(e) = self.pending_books.borrow_mut().get_mut(site) {
+            e.accepted = e.accepted.saturating_sub(n);
+        }
+    }
+
+    /// What is waiting for `site`, without taking it.
+    pub fn pending_books(&self, site: &str) -> PendingBooks {
         self.pending_books.borrow().get(site).copied().unwrap_or_default()
     }
 
-    /// The store has counted `duplicates` and `rejected` for `site`.
-    pub fn flushed_books(&self, site: &str, duplicates: u64, rejected: u64) {
-        let mut p = self.pending_books.borrow_mut();
-        if let Some(e) = p.get_mut(site) {
-            e.0 = e.0.saturating_sub(duplicates);
-            e.1 = e.1.saturating_sub(rejected);
-            if *e == (0, 0) {
-                p.remove(site);
-            }
-        }
+    /// Takes what is waiting for `site`: the caller writes it, or gives it back with `note_books`.
+    /// Taking (not peeking) keeps two concurrent requests from writing the same entries twice.
+    pub fn take_books(&self, site: &str) -> PendingBooks {
+        self.pending_books.borrow_mut().remove(site).unwrap_or_default()
     }
 
     pub fn note_match_keys(&self, site: &str, event_name: &str, keys: &[&'static str]) {
-        let mut p = self.pending_match.borrow_mut();
-        let e = p.entry((site.to_string(), event_name.to_string())).or_default();
-        e.events += 1;
+        let mut c = MatchCounts { events: 1, ..MatchCounts::default() };
         for k in keys {
-            *e.keys.entry(k).or_default() += 1;
+            *c.keys.entry(k).or_default() += 1;
         }
+        self.restore_match(site, vec![(event_name.to_string(), c)]);
     }
 
-    /// Match-key counts waiting to be written for `site`, by event name.
-    pub fn pending_match(&self, site: &str) -> Vec<(String, MatchCounts)> {
-        self.pending_match.borrow().iter().filter(|((s, _), _)| s == site).map(|((_, name), c)| (name.clone(), c.clone())).collect()
-    }
-
-    /// The store has counted `written` for `site`.
-    pub fn flushed_match(&self, site: &str, written: &[(String, MatchCounts)]) {
+    /// Takes the match-key counts waiting for `site`, by event name (give them back on failure).
+    pub fn take_match(&self, site: &str) -> Vec<(String, MatchCounts)> {
         let mut p = self.pending_match.borrow_mut();
-        for (name, w) in written {
-            let key = (site.to_string(), name.clone());
-            if let Some(e) = p.get_mut(&key) {
-                e.events = e.events.saturating_sub(w.events);
-                for (k, n) in &w.keys {
-                    if let Some(v) = e.keys.get_mut(k) {
-                        *v = v.saturating_sub(*n);
-                    }
-                }
-                e.keys.retain(|_, v| *v > 0);
-                if e.events == 0 && e.keys.is_empty() {
-                    p.remove(&key);
-                }
+        let names: Vec<String> = p.keys().filter(|(s, _)| s == site).map(|(_, n)| n.clone()).collect();
+        names.into_iter().filter_map(|n| p.remove(&(site.to_string(), n.clone())).map(|c| (n, c))).collect()
+    }
+
+    pub fn restore_match(&self, site: &str, counts: Vec<(String, MatchCounts)>) {
+        let mut p = self.pending_match.borrow_mut();
+        for (name, c) in counts {
+            let e = p.entry((site.to_string(), name)).or_default();
+            e.events += c.events;
+            for (k, n) in c.keys {
+                *e.keys.entry(k).or_default() += n;
             }
         }
     }

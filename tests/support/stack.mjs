@@ -64,12 +64,14 @@ function kill(child) {
   });
 }
 
-export async function startRedis() {
+/** A real redis-server on a free port. `persistent`: an append-only file, so a restart keeps the data. */
+export async function startRedis({ persistent = false } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ek-redis-'));
   let child;
+  const durability = persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...durability, '--dir', dir], { stdio: 'ignore' });
     child.on('error', (e) => { throw new Error(`redis-server: ${e.message} (apt install redis-server)`); });
     await waitForPort(port);
   };
@@ -183,9 +185,9 @@ export const TEST_SECRETS = {
 };
 
 /** redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings. */
-export async function startStack({ vars = {}, meta: metaOptions = {}, ...workerOptions } = {}) {
+export async function startStack({ vars = {}, meta: metaOptions = {}, persistentRedis = false, ...workerOptions } = {}) {
   const { startMetaFake } = await import('../fakes/meta-graph.mjs');
-  const redis = await startRedis();
+  const redis = await startRedis({ persistent: persistentRedis });
   const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
   const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN, ...metaOptions });
   const stackVars = {

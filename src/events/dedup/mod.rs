@@ -8,15 +8,16 @@
 use crate::config::RateLimits;
 use crate::error::AppError;
 use crate::http::Outbound;
-use crate::upstash::{cmd, Isolate, Keys, Module, Retry, Store, StoreError, Value};
+use crate::upstash::{cmd, Isolate, Keys, Module, PendingBooks, Retry, Store, StoreError, Value};
 
 /// Meta deduplicates browser and server events sharing event_name + event_id within 48 hours.
 pub const CLAIM_TTL_SECS: u64 = 172_800;
 
 /// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims...
-/// ARGV: client limit, site limit, window secs, claim TTL, request token, rejected count, duplicates
-/// this isolate decided without the store (L1) since its last flush, the number of claims, and a JSON
-/// array of match-key counts, one object per trailing key (the per-event-name hashes).
+/// ARGV: client limit, site limit, window secs, claim TTL, request token, then the book entries this
+/// isolate decided without the store since its last write (rejected, duplicates), the number of
+/// claims, a JSON array of match-key counts (one object per trailing key: the per-event hashes), and
+/// accepted events this isolate counted alone while the store was down.
 /// Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate...}.
 const ADMIT_SCRIPT: &str = r#"
 local ipc, sitec
@@ -39,7 +40,7 @@ for i = 5, 4 + nclaims do
   if (not old) or old == ARGV[5] then out[#out + 1] = 1; new = new + 1 else out[#out + 1] = 0; dup = dup + 1 end
 end
 if first then
-  redis.call('HINCRBY', KEYS[4], 'accepted', new)
+  redis.call('HINCRBY', KEYS[4], 'accepted', new + tonumber(ARGV[10]))
   redis.call('HINCRBY', KEYS[4], 'duplicates', dup + tonumber(ARGV[7]))
   redis.call('HINCRBY', KEYS[4], 'rejected', tonumber(ARGV[6]))
   for j, counts in ipairs(cjson.decode(ARGV[9])) do
@@ -145,7 +146,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
         iso.count("l1_hits", l1_hits);
     }
     // Counts decided here travel with the next round trip to the store (none is made for them).
-    iso.note_books(a.keys.site(), l1_hits, a.rejected);
+    iso.note_books(a.keys.site(), PendingBooks { duplicates: l1_hits, rejected: a.rejected, ..PendingBooks::default() });
     let pending: Vec<&String> = claim_keys.iter().zip(&fresh).filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect();
 
     let from_store = match store {
@@ -155,14 +156,32 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     let (mode, round_trips) = match from_store {
         Some(Ok((ip_count, site_count, decided))) => {
             let rate = check_limits(ip_count, site_count, &a.limits, &w)?;
-            let mut l1 = iso.claimed.borrow_mut();
-            let mut it = decided.into_iter();
-            for (slot, key) in fresh.iter_mut().zip(claim_keys) {
-                if slot.is_none() {
-                    let new = it.next().unwrap_or(false);
-                    // Remembered either way: a key someone claimed stays claimed for the window.
-                    l1.insert(key, now, ttl_ms);
-                    *slot = Some(new);
+            let mut raced = 0u64;
+            {
+                let mut l1 = iso.claimed.borrow_mut();
+                let local = iso.claimed_locally.borrow();
+                let mut it = decided.into_iter();
+                for (slot, key) in fresh.iter_mut().zip(claim_keys) {
+                    if slot.is_none() {
+                        let new = it.next().unwrap_or(false);
+                        // Claimed meanwhile by another request of this isolate that fell back to the
+                        // local claims (the store was down for it): that one owns the event.
+                        let taken_here = local.contains(key, out.now_ms());
+                        if new && taken_here {
+                            raced += 1;
+                        }
+                        // Remembered either way: a key someone claimed stays claimed for the window.
+                        l1.insert(key, now, ttl_ms);
+                        *slot = Some(new && !taken_here);
+                    }
+                }
+            }
+            if raced > 0 {
+                if let Some(s) = store {
+                    // The script counted these as accepted: correct the books (rare; best effort).
+                    let key = books_key(a.keys);
+                    let fix = [cmd(["HINCRBY".to_string(), key.clone(), "accepted".into(), format!("-{raced}")]), cmd(["HINCRBY".to_string(), key, "duplicates".into(), raced.to_string()])];
+                    let _ = s.multi_exec("books_fix", &fix, Retry::Once).await;
                 }
             }
             return Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), mode: DedupMode::Store, rate, round_trips: 1 });
@@ -188,17 +207,33 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     };
     let rate = check_limits(i64::from(ip_count), i64::from(site_count), &a.limits, &w)?;
     let mut l1 = iso.claimed.borrow_mut();
+    let mut local = iso.claimed_locally.borrow_mut();
+    let (mut accepted, mut dups) = (0, 0);
     for (slot, key) in fresh.iter_mut().zip(claim_keys) {
         if slot.is_none() {
-            *slot = Some(l1.insert_new(key, now, ttl_ms));
+            let new = l1.insert_new(key, now, ttl_ms);
+            if new {
+                accepted += 1;
+                local.insert(key, now, ttl_ms);
+            } else {
+                dups += 1;
+            }
+            *slot = Some(new);
         }
+    }
+    drop((l1, local));
+    if mode == DedupMode::Local {
+        // Decided here: counted in the books when the store answers again.
+        iso.note_books(a.keys.site(), PendingBooks { accepted, duplicates: dups, ..PendingBooks::default() });
     }
     Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), mode, rate, round_trips })
 }
 
 async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<bool>), StoreError> {
-    let (dups, rejected) = s.isolate().pending_books(a.keys.site());
-    let matched = s.isolate().pending_match(a.keys.site());
+    let iso = s.isolate();
+    let site = a.keys.site();
+    let books = iso.take_books(site);
+    let matched = iso.take_match(site);
     let mut keys = vec![
         a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)),
         a.keys.key(Module::Rl, &format!("site:{}", w.start)),
@@ -215,14 +250,20 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
         a.limits.window_secs.to_string(),
         CLAIM_TTL_SECS.to_string(),
         a.request_token.to_string(),
-        rejected.to_string(),
-        dups.to_string(),
+        books.rejected.to_string(),
+        books.duplicates.to_string(),
         pending.len().to_string(),
         serde_json::Value::Array(counts).to_string(),
+        books.accepted.to_string(),
     ];
-    let v = s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await?;
-    s.isolate().flushed_books(a.keys.site(), dups, rejected);
-    s.isolate().flushed_match(a.keys.site(), &matched);
+    let v = match s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await {
+        Ok(v) => v,
+        Err(e) => {
+            iso.note_books(site, books);
+            iso.restore_match(site, matched);
+            return Err(e);
+        }
+    };
     let Value::Array(items) = v else { return Err(StoreError::Protocol("admit script answered a non-array".into())) };
     let ints: Vec<i64> = items.iter().map(|i| i.as_int().ok_or_else(|| StoreError::Protocol("admit script answered a non-integer".into()))).collect::<Result<_, _>>()?;
     if ints.len() < 3 {
@@ -238,12 +279,18 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
 
 /// Gives claims back (the queue refused the events): nothing must stay marked as seen that was not
 /// accepted, nor counted as accepted. Best effort on the store; always on the L1.
-pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, keys: &Keys, claim_keys: &[String]) -> Result<(), StoreError> {
+pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, keys: &Keys, claim_keys: &[String], mode: DedupMode) -> Result<(), StoreError> {
     {
-        let mut l1 = iso.claimed.borrow_mut();
+        let (mut l1, mut local) = (iso.claimed.borrow_mut(), iso.claimed_locally.borrow_mut());
         for k in claim_keys {
             l1.remove(k);
+            local.remove(k);
         }
+    }
+    if mode == DedupMode::Local {
+        // Claimed and counted only here: nothing in the store to give back.
+        iso.unnote_accepted(keys.site(), claim_keys.len() as u64);
+        return Ok(());
     }
     match store {
         Some(s) if !claim_keys.is_empty() => {

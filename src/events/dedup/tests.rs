@@ -1,6 +1,7 @@
 //! Admission against real redis through the real local store.
 
 use super::*;
+use crate::upstash::PendingBooks;
 use crate::http::native::NativeOutbound;
 use crate::testsupport::LocalStore;
 
@@ -115,7 +116,7 @@ fn released_claims_can_be_claimed_again() {
     let claims = vec![claim_key(&k, "Purchase", "r-1")];
     let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.2", limits: LIMITS, request_token: "r1" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
-    run(release(Some(&s), &iso, &k, &claims)).unwrap();
+    run(release(Some(&s), &iso, &k, &claims, DedupMode::Store)).unwrap();
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "r2", ..a }, &claims)).unwrap();
     assert_eq!(again.fresh, vec![true]);
 }
@@ -144,7 +145,7 @@ fn the_books_count_each_request_once_and_a_release_uncounts() {
     // A later duplicate is counted as one.
     let iso3 = Isolate::default();
     run(admit(Some(&Store::new(&cfg, &out, &iso3)), &iso3, &out, &Admit { request_token: "b2", rejected: 0, ..a }, &claims[..1])).unwrap();
-    run(release(Some(&s), &iso, &k, &claims[1..])).unwrap();
+    run(release(Some(&s), &iso, &k, &claims[1..], DedupMode::Store)).unwrap();
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"]), (1, 1));
 }
@@ -161,10 +162,35 @@ fn duplicates_the_l1_decided_ride_along_with_the_next_round_trip() {
     run(admit(Some(&s), &iso, &out, &a, &first)).unwrap();
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-2", ..a }, &first)).unwrap();
     assert_eq!(again.round_trips, 0);
-    assert_eq!(iso.pending_books(k.site()), (1, 0));
+    assert_eq!(iso.pending_books(k.site()), PendingBooks { duplicates: 1, ..PendingBooks::default() });
     let next = vec![claim_key(&k, "PageView", "l1-b")];
     run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-3", rejected: 2, ..a }, &next)).unwrap();
-    assert_eq!(iso.pending_books(k.site()), (0, 0));
+    assert!(iso.pending_books(k.site()).is_empty());
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 1, 2));
+}
+
+#[test]
+fn events_accepted_while_the_store_was_down_reach_the_books_later() {
+    let store = LocalStore::start();
+    let mut cfg = store.config();
+    cfg.timeout_ms = 200;
+    cfg.deadline_ms = 300;
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    store.set_faults(serde_json::json!({ "status": 500 }));
+    let down = vec![claim_key(&k, "Lead", "down-a"), claim_key(&k, "Lead", "down-b")];
+    let a = Admit { keys: &k, rejected: 1, client_ip: "203.0.113.9", limits: LIMITS, request_token: "dn-1" };
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &down)).unwrap().mode, DedupMode::Local);
+    assert_eq!(iso.pending_books(k.site()), PendingBooks { accepted: 2, duplicates: 0, rejected: 1 });
+    // One of them is given back (the queue refused it): only the other stays counted.
+    run(release(Some(&s), &iso, &k, &down[1..], DedupMode::Local)).unwrap();
+    store.set_faults(serde_json::json!({}));
+    let up = vec![claim_key(&k, "Lead", "up-a")];
+    let r = run(admit(Some(&s), &iso, &out, &Admit { request_token: "dn-2", rejected: 0, ..a }, &up)).unwrap();
+    assert_eq!(r.mode, DedupMode::Store);
+    assert!(iso.pending_books(k.site()).is_empty());
+    let b = books(&s, &k);
+    assert_eq!((b["accepted"], b["rejected"]), (2, 1));
 }
