@@ -23,6 +23,7 @@ const statuses = {};
 let duplicatesSent = 0;
 let next = 0;
 let restarted = false;
+let firstError = null;
 const t0 = Date.now();
 const progress = setInterval(() => console.log(`soak: ${next} sent, statuses ${JSON.stringify(statuses)}, at Meta ${stack.meta.received().length}`), 5000);
 
@@ -53,6 +54,7 @@ async function post(batch) {
     }
     statuses[r.status] = (statuses[r.status] ?? 0) + 1;
     const body = await r.json();
+    if (r.status >= 500 && !firstError) firstError = JSON.stringify(body);
     if (r.status === 202) {
       // Events refused by the queue mid-batch come back as rejected with queue_unavailable: resend them.
       const retry = (body.rejected ?? []).filter((x) => x.error.code === 'queue_unavailable').map((x) => x.event_id);
@@ -104,7 +106,7 @@ console.log(`soak: CAPI requests ${capi.length} (${capi.filter((r) => r.status !
 console.log(`soak: books ${JSON.stringify(books)}`);
 const ok = twice.length === 0 && missing.length === 0 && extra.length === 0 && fiveXX === 0
   && books.accepted === unique.size && books.in_flight === 0 && books.accepted === books.delivered + books.dead_lettered;
-console.log(`soak: ${ok ? 'PASS' : 'FAIL'} (5xx answers: ${fiveXX})`);
+console.log(`soak: ${ok ? 'PASS' : 'FAIL'} (5xx answers: ${fiveXX}${firstError ? `; first: ${firstError}` : ''})`);
 clearTimeout(timer);
 clearInterval(progress);
 await stack.stop();

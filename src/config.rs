@@ -95,6 +95,8 @@ pub struct RateLimits {
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
+    /// Timeout of one Conversions API request (`CAPI_TIMEOUT_MS`).
+    pub timeout_ms: u32,
     pub pixel_id: Option<String>,
     pub access_token: Option<Secret>,
     pub api_version: String,
@@ -294,6 +296,7 @@ impl Config {
         };
 
         let meta = MetaConfig {
+            timeout_ms: r.number("CAPI_TIMEOUT_MS", 10_000, 100, 60_000),
             pixel_id: r.checked("META_PIXEL_ID", |v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()), "a numeric pixel id"),
             access_token: r.opt("META_ACCESS_TOKEN").map(Secret::new),
             api_version: r

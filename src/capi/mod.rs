@@ -11,8 +11,6 @@ use crate::http::{Method, OutboundRequest, OutboundResponse, TransportError};
 
 /// Meta accepts at most 1000 events per request.
 pub const MAX_BATCH: usize = 1000;
-/// Timeout for one Conversions API request.
-pub const TIMEOUT_MS: u32 = 10_000;
 
 /// Throttling codes Meta sends (also as HTTP 400/403): application, user, page, custom, ads account.
 const THROTTLE_CODES: &[i64] = &[4, 17, 32, 613, 80004];
@@ -32,7 +30,7 @@ pub fn request(meta: &MetaConfig, pixel_id: &str, test_event_code: Option<&str>,
         url: endpoint(meta, pixel_id),
         headers: vec![("content-type".into(), "application/json".into())],
         body: Some(serde_json::to_vec(&body).unwrap_or_default()),
-        timeout_ms: TIMEOUT_MS,
+        timeout_ms: meta.timeout_ms,
     }
 }
 
@@ -154,6 +152,7 @@ mod tests {
     #[test]
     fn the_request_carries_the_token_in_the_body_not_the_url() {
         let meta = MetaConfig {
+            timeout_ms: 10_000,
             pixel_id: Some("123".into()),
             access_token: None,
             api_version: "v21.0".into(),

@@ -68,6 +68,23 @@ fn chunks(messages: &[QueuedEvent]) -> Vec<(usize, usize)> {
     out
 }
 
+/// A queue send that fails is tried twice more after short pauses (50, 150 ms): a busy queue often
+/// takes the batch a moment later, and the client is spared a 503. Sending a batch twice is safe:
+/// the consumer delivers each event once (delivered markers, in-batch dedup).
+async fn send_with_retry<S: EventSink, O: Outbound>(sink: &S, out: &O, batch: &[QueuedEvent]) -> Result<(), String> {
+    let mut last = String::new();
+    for pause in [0u32, 50, 150] {
+        if pause > 0 {
+            out.sleep(pause).await;
+        }
+        match sink.send_batch(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 pub fn facts(req: &Incoming, now_ms: f64) -> RequestFacts {
     RequestFacts {
         now_ms,
@@ -202,7 +219,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
         });
     }
     for (start, end) in chunks(&messages) {
-        if let Err(e) = sink.send_batch(&messages[start..end]).await {
+        if let Err(e) = send_with_retry(sink, out, &messages[start..end]).await {
             // Nothing may stay marked as seen that the queue did not take.
             let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode).await;
             iso.count("queue_failures", 1);

@@ -93,3 +93,26 @@ test('queue messages carry hashed data only', async () => {
     await stack.stop();
   }
 });
+
+test('CAPI 429 and a CAPI timeout are retried: each event delivered exactly once', async () => {
+  const stack = await startStack({ vars: { CAPI_TIMEOUT_MS: '500' } });
+  try {
+    stack.meta.setFault({ status: 429, times: 1 });
+    const limited = event('Lead');
+    assert.equal((await collect(stack.url, limited)).status, 202);
+    await waitFor(() => stack.meta.received().some((e) => e.event_id === limited.event_id), { what: 'delivery after a 429', ms: 30000 });
+    assert.ok(stack.meta.requests().some((r) => r.status === 429));
+
+    stack.meta.setFault({ timeout: true, times: 1 });
+    const slow = event('Lead');
+    assert.equal((await collect(stack.url, slow)).status, 202);
+    await waitFor(() => stack.meta.received().some((e) => e.event_id === slow.event_id), { what: 'delivery after a timeout', ms: 30000 });
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const e of [limited, slow]) assert.equal(stack.meta.received().filter((g) => g.event_id === e.event_id).length, 1);
+    const { books } = await (await fetch(`${stack.url}/admin/stats`, { headers: admin })).json();
+    assert.ok(books.retried >= 2, JSON.stringify(books));
+    assert.equal(books.delivered, 2);
+  } finally {
+    await stack.stop();
+  }
+});
