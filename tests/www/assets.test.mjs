@@ -3,24 +3,15 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack } from '../support/stack.mjs';
-import { launch, watch, assertBuilt, DESKTOP } from './browser.mjs';
+
+import { stackAndBrowser, watch, assertBuilt, DESKTOP } from './browser.mjs';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const HTML = 'public, max-age=0, must-revalidate';
 const PAGES = ['/', '/index.html', '/product?id=sku-lamp', '/cart', '/success', '/dashboard'];
 const FINGERPRINTED = /^\/assets\/[\w/-]+\.[0-9a-f]{10}\.[a-z]+$/;
 
-let stack;
-let browser;
-
-before(async () => {
-  [stack, browser] = await Promise.all([startStack(), launch()]);
-});
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+const env = stackAndBrowser();
 
 test('build/www is the build of www/', () => {
   assertBuilt();
@@ -29,7 +20,7 @@ test('build/www is the build of www/', () => {
 test('pages are served with the html class, fingerprinted assets with the immutable class', async () => {
   const assets = new Set();
   for (const path of PAGES) {
-    const r = await fetch(`${stack.url}${path}`);
+    const r = await fetch(`${env.stack.url}${path}`);
     const body = await r.text();
     assert.equal(r.status, 200, path);
     assert.match(r.headers.get('content-type'), /^text\/html/, path);
@@ -38,9 +29,9 @@ test('pages are served with the html class, fingerprinted assets with the immuta
     for (const ref of body.match(/\/assets\/[^"'()\s<>]+/g) ?? []) assets.add(ref);
   }
   // The .html names redirect to the clean ones the pages link to; both are html, never immutable.
-  const redirect = await fetch(`${stack.url}/product.html?id=sku-lamp`, { redirect: 'manual' });
+  const redirect = await fetch(`${env.stack.url}/product.html?id=sku-lamp`, { redirect: 'manual' });
   assert.ok([200, 301, 302, 307, 308].includes(redirect.status), String(redirect.status));
-  if (redirect.status !== 200) assert.equal(new URL(redirect.headers.get('location'), stack.url).pathname, '/product');
+  if (redirect.status !== 200) assert.equal(new URL(redirect.headers.get('location'), env.stack.url).pathname, '/product');
 
   // Assets referenced by assets (dashboard.js imports charts.js) are followed too.
   const seen = new Set();
@@ -50,7 +41,7 @@ test('pages are served with the html class, fingerprinted assets with the immuta
     if (seen.has(ref)) continue;
     seen.add(ref);
     assert.match(ref, FINGERPRINTED, `${ref} is referenced without its content hash`);
-    const r = await fetch(`${stack.url}${ref}`);
+    const r = await fetch(`${env.stack.url}${ref}`);
     const body = await r.text();
     assert.equal(r.status, 200, ref);
     assert.equal(r.headers.get('cache-control'), IMMUTABLE, ref);
@@ -68,7 +59,7 @@ test('pages are served with the html class, fingerprinted assets with the immuta
 });
 
 test('every page loads in Chromium: assets 200, no errors', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   try {
     for (const path of PAGES) {
       const page = await context.newPage();
@@ -76,7 +67,7 @@ test('every page loads in Chromium: assets 200, no errors', async () => {
       const bad = [];
       page.on('response', (r) => { if (r.status() >= 400) bad.push(`${r.status()} ${r.url()}`); });
       page.on('requestfailed', (r) => bad.push(`failed ${r.url()}`));
-      await page.goto(`${stack.url}${path}`, { waitUntil: 'networkidle' });
+      await page.goto(`${env.stack.url}${path}`, { waitUntil: 'networkidle' });
       assert.deepEqual(bad, [], path);
       const sheets = await page.evaluate(() => [...document.styleSheets].map((s) => s.cssRules.length));
       assert.ok(sheets.length === 1 && sheets[0] > 20, `${path}: the stylesheet applied`);
@@ -89,12 +80,12 @@ test('every page loads in Chromium: assets 200, no errors', async () => {
 });
 
 test('tracker.js also works as an ES module (import for its side effect)', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   try {
     const page = await context.newPage();
     const w = watch(page);
-    await page.goto(`${stack.url}/dashboard`); // a page without the tracker
-    const html = await (await fetch(`${stack.url}/`)).text();
+    await page.goto(`${env.stack.url}/dashboard`); // a page without the tracker
+    const html = await (await fetch(`${env.stack.url}/`)).text();
     const src = html.match(/\/assets\/tracker\.[0-9a-f]{10}\.js/)[0];
     const api = await page.evaluate(async (src) => {
       await import(src);

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { chromium } from 'playwright-core';
-import { ROOT } from '../support/stack.mjs';
+import { before, after } from 'node:test';
+import { ROOT, startStack } from '../support/stack.mjs';
 
 export const ARTIFACTS = join(ROOT, 'tests', 'artifacts');
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -107,4 +108,17 @@ export function assertBuilt() {
     if (/\.(html|css|js|svg)$/.test(rel)) assert.equal(unhash(b.toString('utf8')), a.toString('utf8'), `${hint} (${rel} differs)`);
     else assert.ok(a.equals(b), `${hint} (${rel} differs)`);
   }
+}
+
+/** The stack and a browser for one test file: started before its tests, stopped after them. */
+export function stackAndBrowser(options) {
+  const env = {};
+  before(async () => {
+    [env.stack, env.browser] = await Promise.all([startStack(options), launch()]);
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.stack?.stop();
+  });
+  return env;
 }

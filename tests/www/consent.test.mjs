@@ -3,22 +3,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, waitFor, TEST_SECRETS } from '../support/stack.mjs';
-import { launch, watch, recordCollect, outboxSize, sleep, DESKTOP } from './browser.mjs';
+import { waitFor, TEST_SECRETS } from '../support/stack.mjs';
+import { stackAndBrowser, watch, recordCollect, outboxSize, sleep, DESKTOP } from './browser.mjs';
 
-let stack;
-let browser;
-
-before(async () => {
-  [stack, browser] = await Promise.all([startStack(), launch()]);
-});
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+const env = stackAndBrowser();
 
 test('consent declined: nothing reaches Meta and the shop still works', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   const zaraz = [];
   await context.exposeFunction('__recordZaraz', (name) => { zaraz.push(name); });
   await context.addInitScript(() => { window.zaraz = { track: (name, data) => window.__recordZaraz(name, data) }; });
@@ -30,13 +21,13 @@ test('consent declined: nothing reaches Meta and the shop still works', async ()
     if (new URL(r.url()).pathname === '/collect') answers.push({ status: r.status(), body: await r.json().catch(() => null) });
   });
   try {
-    await page.goto(`${stack.url}/`);
+    await page.goto(`${env.stack.url}/`);
     await page.waitForSelector('#consent-banner');
     await sleep(300);
     assert.equal(posts.length, 0, 'nothing is sent before the visitor answers');
     await page.click('#consent-decline');
     await page.waitForSelector('#consent-banner', { state: 'detached' });
-    assert.equal((await context.cookies(stack.url)).find((c) => c.name === 'ek_consent')?.value, 'denied');
+    assert.equal((await context.cookies(env.stack.url)).find((c) => c.name === 'ek_consent')?.value, 'denied');
 
     await page.click('[data-testid=product-card][data-id=sku-notebook]');
     await page.waitForURL(/\/product\?id=sku-notebook$/);
@@ -69,10 +60,10 @@ test('consent declined: nothing reaches Meta and the shop still works', async ()
     assert.equal(await outboxSize(page), 0);
     assert.deepEqual(zaraz, [], 'no zaraz.track without consent');
 
-    assert.deepEqual(stack.meta.received(), [], 'Meta received nothing');
-    const stats = await (await fetch(`${stack.url}/admin/stats`, { headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}` } })).json();
+    assert.deepEqual(env.stack.meta.received(), [], 'Meta received nothing');
+    const stats = await (await fetch(`${env.stack.url}/admin/stats`, { headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}` } })).json();
     assert.equal(stats.books.accepted, 0);
-    const cookies = await context.cookies(stack.url);
+    const cookies = await context.cookies(env.stack.url);
     assert.ok(!cookies.some((c) => c.name === '_fbp' || c.name === '_fbc'), 'no browser ids set without consent');
     w.check();
   } finally {
@@ -81,18 +72,18 @@ test('consent declined: nothing reaches Meta and the shop still works', async ()
 });
 
 test('changing the answer later: events after a grant are sent, earlier denied ones are not', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   const page = await context.newPage();
   const w = watch(page);
   try {
-    await page.goto(`${stack.url}/product?id=sku-pen`);
+    await page.goto(`${env.stack.url}/product?id=sku-pen`);
     await page.click('#consent-decline');
     await page.click('#privacy-choices');
     await page.click('#consent-accept');
     await page.click('#add-to-cart');
-    const add = () => stack.meta.received().filter((e) => e.event_name === 'AddToCart' && e.custom_data.content_ids[0] === 'sku-pen');
+    const add = () => env.stack.meta.received().filter((e) => e.event_name === 'AddToCart' && e.custom_data.content_ids[0] === 'sku-pen');
     await waitFor(() => add().length === 1, { what: 'the AddToCart after the grant' });
-    assert.equal(stack.meta.received().filter((e) => e.event_name === 'ViewContent').length, 0, 'the view was declined');
+    assert.equal(env.stack.meta.received().filter((e) => e.event_name === 'ViewContent').length, 0, 'the view was declined');
     w.check();
   } finally {
     await context.close();

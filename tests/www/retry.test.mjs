@@ -4,26 +4,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, waitFor } from '../support/stack.mjs';
-import { launch, watch, recordCollect, countsById, outboxSize, sleep, DESKTOP } from './browser.mjs';
+import { waitFor } from '../support/stack.mjs';
+import { stackAndBrowser, watch, recordCollect, countsById, outboxSize, sleep, DESKTOP } from './browser.mjs';
 
-let stack;
-let browser;
+const env = stackAndBrowser();
 
-before(async () => {
-  [stack, browser] = await Promise.all([startStack(), launch()]);
-});
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
-
-const grantedCookie = () => ({ name: 'ek_consent', value: 'granted', url: stack.url });
+const grantedCookie = () => ({ name: 'ek_consent', value: 'granted', url: env.stack.url });
 // Chromium reports every failed load as a console error; those are the 503s this test injects.
 const INJECTED = /status of 503|status of 400/;
 
 test('503s from /collect: the page stays usable, events are retried and delivered exactly once', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   await context.addCookies([grantedCookie()]);
   const page = await context.newPage();
   const w = watch(page, { allow: INJECTED });
@@ -39,7 +30,7 @@ test('503s from /collect: the page stays usable, events are retried and delivere
   });
   const posts = await recordCollect(page);
   try {
-    await page.goto(`${stack.url}/product?id=sku-pourover`);
+    await page.goto(`${env.stack.url}/product?id=sku-pourover`);
     assert.equal(await page.textContent('#product-name'), 'Ceramic pour-over');
 
     // The UI answers at once while /collect is failing.
@@ -74,15 +65,15 @@ test('503s from /collect: the page stays usable, events are retried and delivere
 
     const sent = new Map();
     for (const p of posts) for (const e of p.body.data) sent.set(e.event_id, e.event_name);
-    await waitFor(() => [...sent.keys()].every((id) => countsById(stack).get(id) >= 1), { ms: 30000, what: 'every event at Meta' });
+    await waitFor(() => [...sent.keys()].every((id) => countsById(env.stack).get(id) >= 1), { ms: 30000, what: 'every event at Meta' });
     await waitFor(async () => (await outboxSize(page)) === 0, { ms: 15000, what: 'an empty outbox' });
     await sleep(3000);
-    const counts = countsById(stack);
+    const counts = countsById(env.stack);
     for (const [id, name] of sent) assert.equal(counts.get(id), 1, `${name} ${id} delivered ${counts.get(id)} times`);
     for (const name of ['ViewContent', 'AddToCart', 'Purchase']) {
-      assert.equal(stack.meta.received().filter((e) => e.event_name === name).length, 1, name);
+      assert.equal(env.stack.meta.received().filter((e) => e.event_name === name).length, 1, name);
     }
-    assert.equal(stack.meta.received().find((e) => e.event_name === 'Purchase').event_id, orderId);
+    assert.equal(env.stack.meta.received().find((e) => e.event_name === 'Purchase').event_id, orderId);
     assert.ok(posts.filter((p) => p.status === 503).length >= 7, 'the injected failures happened');
     w.check();
   } finally {
@@ -91,7 +82,7 @@ test('503s from /collect: the page stays usable, events are retried and delivere
 });
 
 test('a 4xx answer is final: the events are dropped, not retried', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   await context.addCookies([grantedCookie()]);
   const page = await context.newPage();
   const w = watch(page, { allow: INJECTED });
@@ -107,16 +98,16 @@ test('a 4xx answer is final: the events are dropped, not retried', async () => {
   });
   const posts = await recordCollect(page);
   try {
-    await page.goto(`${stack.url}/`);
+    await page.goto(`${env.stack.url}/`);
     await waitFor(() => posts.length === 1 && posts[0].status === 400, { what: 'the refused PageView' });
     const [refused] = posts[0].body.data;
     await waitFor(async () => (await outboxSize(page)) === 0, { what: 'the outbox emptied' });
     await page.click('[data-testid=product-card][data-id=sku-beanie]');
     await page.waitForURL(/sku-beanie/);
-    await waitFor(() => stack.meta.received().some((e) => e.event_name === 'ViewContent' && e.custom_data.content_ids[0] === 'sku-beanie'), { what: 'the next events' });
+    await waitFor(() => env.stack.meta.received().some((e) => e.event_name === 'ViewContent' && e.custom_data.content_ids[0] === 'sku-beanie'), { what: 'the next events' });
     await sleep(1500);
     assert.equal(posts.filter((p) => p.body.data.some((e) => e.event_id === refused.event_id)).length, 1, 'never sent again');
-    assert.equal(countsById(stack).get(refused.event_id), undefined);
+    assert.equal(countsById(env.stack).get(refused.event_id), undefined);
     w.check();
   } finally {
     await context.close();

@@ -4,23 +4,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, waitFor } from '../support/stack.mjs';
-import { launch, watch, recordCollect, countsById, outboxSize, sha256, sleep, artifact, DESKTOP, PHONE, assertBuilt } from './browser.mjs';
+import { waitFor } from '../support/stack.mjs';
+import { stackAndBrowser, watch, recordCollect, countsById, outboxSize, sha256, sleep, artifact, DESKTOP, PHONE, assertBuilt } from './browser.mjs';
 
-let stack;
-let browser;
-
-before(async () => {
-  assertBuilt();
-  [stack, browser] = await Promise.all([startStack(), launch()]);
-});
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+before(assertBuilt);
+const env = stackAndBrowser();
 
 test('consent granted: product → double-clicked add to cart → purchase reaches Meta once per event', async () => {
-  const context = await browser.newContext(DESKTOP);
+  const context = await env.browser.newContext(DESKTOP);
   const zaraz = [];
   await context.exposeFunction('__recordZaraz', (name, data) => { zaraz.push({ name, data }); });
   await context.addInitScript(() => { window.zaraz = { track: (name, data) => window.__recordZaraz(name, data) }; });
@@ -28,14 +19,14 @@ test('consent granted: product → double-clicked add to cart → purchase reach
   const w = watch(page);
   const posts = await recordCollect(page);
   try {
-    await page.goto(`${stack.url}/`);
+    await page.goto(`${env.stack.url}/`);
     // Nothing leaves before the visitor answers the banner.
     await page.waitForSelector('#consent-banner');
     await sleep(300);
     assert.equal(posts.length, 0, 'no /collect before consent');
     await page.click('#consent-accept');
     await page.waitForSelector('#consent-banner', { state: 'detached' });
-    const cookies = await context.cookies(stack.url);
+    const cookies = await context.cookies(env.stack.url);
     assert.equal(cookies.find((c) => c.name === 'ek_consent')?.value, 'granted');
     assert.equal(await page.locator('[data-testid=product-card]').count(), 6);
 
@@ -59,17 +50,17 @@ test('consent granted: product → double-clicked add to cart → purchase reach
     assert.match(orderId, /^order-[0-9a-f-]{36}$/);
     assert.equal(await page.textContent('#cart-count'), '0');
 
-    const byName = (name) => stack.meta.received().filter((e) => e.event_name === name);
+    const byName = (name) => env.stack.meta.received().filter((e) => e.event_name === name);
     await waitFor(() => ['ViewContent', 'AddToCart', 'Purchase'].every((n) => byName(n).length > 0), { ms: 20000, what: 'the three events at Meta' });
     // Let stragglers (retries, beacons, next-page confirmations) land before counting.
     await waitFor(async () => (await outboxSize(page)) === 0, { what: 'an empty outbox' });
     await sleep(3000);
 
     for (const name of ['ViewContent', 'AddToCart', 'Purchase']) assert.equal(byName(name).length, 1, `${name} delivered once`);
-    for (const [id, n] of countsById(stack)) assert.equal(n, 1, `event ${id} delivered ${n} times`);
+    for (const [id, n] of countsById(env.stack)) assert.equal(n, 1, `event ${id} delivered ${n} times`);
 
     const [view] = byName('ViewContent');
-    assert.equal(view.event_source_url, `${stack.url}/product?id=sku-lamp`);
+    assert.equal(view.event_source_url, `${env.stack.url}/product?id=sku-lamp`);
     assert.deepEqual(view.custom_data, { content_ids: ['sku-lamp'], content_type: 'product', value: 89, currency: 'EUR' });
     assert.equal(view.user_data.em, undefined, 'no email outside Purchase');
     const [add] = byName('AddToCart');
@@ -106,11 +97,11 @@ test('consent granted: product → double-clicked add to cart → purchase reach
 });
 
 test('phone-sized shop: the pages fit 390 px and work by tap', async () => {
-  const context = await browser.newContext(PHONE);
+  const context = await env.browser.newContext(PHONE);
   const page = await context.newPage();
   const w = watch(page);
   try {
-    await page.goto(`${stack.url}/`);
+    await page.goto(`${env.stack.url}/`);
     await page.tap('#consent-accept');
     const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok((await overflow()) <= 0, 'no horizontal scroll on the home page');
@@ -120,7 +111,7 @@ test('phone-sized shop: the pages fit 390 px and work by tap', async () => {
     await page.tap('#add-to-cart');
     await page.waitForFunction(() => document.querySelector('#cart-count').textContent === '1');
     assert.ok((await overflow()) <= 0, 'no horizontal scroll on the product page');
-    await page.goto(`${stack.url}/cart`);
+    await page.goto(`${env.stack.url}/cart`);
     assert.ok((await overflow()) <= 0, 'no horizontal scroll in the cart');
     await page.screenshot({ path: artifact('shop-cart-phone.png'), fullPage: true });
     w.check();
