@@ -82,37 +82,42 @@ for (const policy of ['reject', 'require', 'fence', 'ignore']) {
   });
 }
 
-test('a named test trigger is removed when asked, with the tool references to it', async () => {
-  const r = await sync({ remove: ['ek-debug-test'] });
-  assert.equal(r.status, 200);
-  const now = cf.config();
-  assert.equal(now.triggers.debugTrig, undefined);
-  assert.ok(!JSON.stringify(now.tools).includes('debugTrig'));
-  const system = await sync({ remove: ['Pageview'] });
-  assert.equal(system.status, 400);
-  assert.equal(system.body.error.code, 'invalid_request');
-});
+for (const policy of ['reject', 'require', 'fence', 'ignore']) {
+  test(`zarazVersion ${policy}: a named test trigger is removed when asked, with the tool references to it`, async () => {
+    await fresh(policy);
+    const r = await sync({ remove: ['ek-debug-test'] });
+    assert.equal(r.status, 200);
+    const now = cf.config();
+    assert.equal(now.triggers.debugTrig, undefined);
+    assert.ok(!JSON.stringify(now.tools).includes('debugTrig'));
+    const system = await sync({ remove: ['Pageview'] });
+    assert.equal(system.status, 400);
+    assert.equal(system.body.error.code, 'invalid_request');
+  });
 
-test('a concurrent dashboard edit survives the sync', async () => {
-  cf.setFault({ concurrent_edit: { after_gets: 2, rename_trigger: 'leadTrig01', name: 'Lead (edited in the dashboard)' } });
-  const r = await sync();
-  assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 1000));
-  const now = cf.config();
-  assert.equal(now.triggers.leadTrig01.name, 'Lead (edited in the dashboard)');
-  for (const e of MISSING) assert.equal(tracking(now, e).length, 1);
-});
+  test(`zarazVersion ${policy}: a concurrent dashboard edit survives the sync`, async () => {
+    await fresh(policy);
+    cf.setFault({ concurrent_edit: { after_gets: 2, rename_trigger: 'leadTrig01', name: 'Lead (edited in the dashboard)' } });
+    const r = await sync();
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 1000));
+    const now = cf.config();
+    assert.equal(now.triggers.leadTrig01.name, 'Lead (edited in the dashboard)');
+    for (const e of MISSING) assert.equal(tracking(now, e).length, 1);
+  });
 
-test('diff and dry run write nothing; history lists records', async () => {
-  const d = await (await fetch(`${stack.url}/admin/zaraz/diff`, { headers: admin })).json();
-  assert.deepEqual(d.add.map((a) => a.event).sort(), [...MISSING].sort());
-  const before = puts().length;
-  const r = await sync({ dry_run: true });
-  assert.equal(r.status, 200);
-  assert.equal(puts().length, before);
-  assert.deepEqual(tracking(cf.config(), 'Purchase'), []);
-  const h = await (await fetch(`${stack.url}/admin/zaraz/history?limit=5`, { headers: admin })).json();
-  assert.ok(h.records.length >= 1 && h.records[0].id);
-});
+  test(`zarazVersion ${policy}: diff and dry run write nothing; history lists records`, async () => {
+    await fresh(policy);
+    const d = await (await fetch(`${stack.url}/admin/zaraz/diff`, { headers: admin })).json();
+    assert.deepEqual(d.add.map((a) => a.event).sort(), [...MISSING].sort());
+    const before = puts().length;
+    const r = await sync({ dry_run: true });
+    assert.equal(r.status, 200);
+    assert.equal(puts().length, before);
+    assert.deepEqual(tracking(cf.config(), 'Purchase'), []);
+    const h = await (await fetch(`${stack.url}/admin/zaraz/history?limit=5`, { headers: admin })).json();
+    assert.ok(h.records.length >= 1 && h.records[0].id);
+  });
+}
 
 test('bad admin token 401, malformed body 400, a Cloudflare 401 names the token', async () => {
   assert.equal((await sync({}, stack.url, { authorization: 'Bearer nope-nope-nope-nope' })).status, 401);
