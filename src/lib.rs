@@ -8,6 +8,7 @@ pub mod capi;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod request;
