@@ -10,13 +10,14 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/binaryen/bin/wasm-opt
 export ESBUILD_BIN := $(CURDIR)/node_modules/esbuild/bin/esbuild
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: help setup build dev test test-native test-worker bench soak
+.PHONY: help setup build dev test test-native test-worker bench soak fuzz
 
 help:
 	@echo "make dev    build, start redis + upstash-local + fakes + wrangler dev on http://127.0.0.1:8787"
 	@echo "make test   native cargo tests, wasm build, integration suites under workerd"
 	@echo "make bench  wasm size, /collect load, store round trips, proxy overhead, native intake cost"
 	@echo "make soak   50,000 events with duplicates, Meta failures and a redis restart; checks nothing is lost"
+	@echo "make fuzz   cargo fuzz on the intake and the cache-rule parser (FUZZ_SECONDS each)"
 
 setup:
 	@bash tools/setup.sh
@@ -50,3 +51,12 @@ bench: build
 
 soak: build
 	node benches/soak.mjs
+
+# Fuzz each target for FUZZ_SECONDS (cargo-fuzz on stable: RUSTC_BOOTSTRAP lets it pass its -Z flags).
+# New inputs go to fuzz/generated/; copy a crash from fuzz/artifacts/ into fuzz/corpus/ to keep it
+# replayed by `make test`.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	cd fuzz && for t in intake cache_rules; do mkdir -p generated/$$t && \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t --sanitizer none generated/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done

@@ -55,8 +55,10 @@ test('consent declined: nothing reaches Meta and the shop still works', async ()
       for (const e of p.body.data) assert.equal(e.user_data, undefined, `${e.event_name} carried user_data`);
     }
     assert.ok(posts.some((p) => p.type === 'ping'), 'denied events go out by sendBeacon');
-    assert.ok(answers.length > 0 && answers.every((a) => a.status === 202 && a.body.accepted.length === 0 && a.body.skipped[0].reason === 'consent_denied'),
-      JSON.stringify(answers));
+    // A beacon's answer body cannot always be read once the page has moved on: check every one that could.
+    const read = answers.filter((a) => a.body);
+    assert.ok(answers.every((a) => a.status === 202), JSON.stringify(answers));
+    assert.ok(read.length > 0 && read.every((a) => a.body.accepted.length === 0 && a.body.skipped[0].reason === 'consent_denied'), JSON.stringify(answers));
     assert.equal(await outboxSize(page), 0);
     assert.deepEqual(zaraz, [], 'no zaraz.track without consent');
 
