@@ -38,9 +38,6 @@ pub struct Tuning {
     pub call_budget: u32,
     /// History records listed per check.
     pub history_window: u32,
-    /// Test seam: called with the 1-based PUT count just before each PUT of the configuration.
-    #[cfg(test)]
-    pub before_put: Option<std::rc::Rc<dyn Fn(u32)>>,
 }
 
 impl Default for Tuning {
@@ -51,8 +48,6 @@ impl Default for Tuning {
             max_unknown: 4,
             call_budget: 46,
             history_window: 20,
-            #[cfg(test)]
-            before_put: None,
         }
     }
 }
@@ -279,10 +274,6 @@ impl<'a, O: Outbound> Engine<'a, O> {
             };
             form_used = self.form;
             self.puts += 1;
-            #[cfg(test)]
-            if let Some(hook) = &self.tuning.before_put {
-                hook(self.puts);
-            }
             match self.api.put_config(&sent).await {
                 Ok(result) => {
                     answers.push("200".into());

@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::rc::Rc;
 
 use serde_json::{json, Value};
 
@@ -132,17 +131,9 @@ fn three_missing_with_a_504_in_the_middle(policy: &str) {
     let cfg = fake.settings(TOKEN, &[]);
 
     // The second PUT of the configuration times out at the edge but lands.
-    let url = fake.url.clone();
-    let tuning = Tuning {
-        before_put: Some(Rc::new(move |n| {
-            if n == 2 {
-                ureq::post(&format!("{url}/__control/fault")).send_json(json!({"put_status": 504, "land": true})).expect("fault");
-            }
-        })),
-        ..Tuning::default()
-    };
+    fake.fault(json!({"put_status": 504, "land": true, "after_puts": 1}));
     let report =
-        block(run::sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default(), &tuning)).unwrap_or_else(|e| panic!("{policy}: {e} {:?}", e.report()));
+        block(sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default())).unwrap_or_else(|e| panic!("{policy}: {e} {:?}", e.report()));
     assert_eq!(report["outcome"], "applied", "{policy}: {report:#}");
     let added: Vec<&str> = report["plan"]["add"].as_array().unwrap().iter().map(|a| a["event"].as_str().unwrap()).collect();
     assert_eq!(added, MISSING, "{policy}");
@@ -340,16 +331,9 @@ fn failed_sync_rolls_back_to_the_start_from_history() {
     let (ucfg, out, iso) = (local.config(), NativeOutbound, Isolate::default());
     let store = Store::new(&ucfg, &out, &iso);
     let cfg = fake.settings(TOKEN, &[]);
-    let url = fake.url.clone();
-    let tuning = Tuning {
-        before_put: Some(Rc::new(move |n| {
-            if n == 2 {
-                ureq::post(&format!("{url}/__control/fault")).send_json(json!({"put_status": 504, "land": false, "times": 50})).expect("fault");
-            }
-        })),
-        ..Tuning::default()
-    };
-    let e = block(run::sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default(), &tuning)).unwrap_err();
+    // From the second PUT on, every write times out at the edge and never lands.
+    fake.fault(json!({"put_status": 504, "land": false, "times": 50, "after_puts": 1}));
+    let e = block(sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default())).unwrap_err();
     assert_eq!((e.status(), e.code()), (502, "cloudflare_error"));
     assert!(e.to_string().contains("rolled back"), "{e}");
     let report = e.report().expect("report");
