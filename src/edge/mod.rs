@@ -44,11 +44,9 @@ pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> 
 }
 
 /// Reads at most `limit` bytes of body: a declared or streamed length over it is refused; a chunked
-/// or lying body is never buffered past the limit.
+/// or lying body is never buffered past the limit. A body nobody asked for (limit 0) is read and
+/// dropped, never kept.
 async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
     let declared_too_large = req.headers().get("content-length").ok().flatten().is_some_and(|len| len.parse::<usize>().map_or(true, |n| n > limit));
     let mut body = Vec::new();
     let mut seen = 0usize;
@@ -68,7 +66,9 @@ async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppErro
         }
         body.extend_from_slice(&chunk);
     }
-    if declared_too_large || seen > limit {
+    // A route that takes no body (limit 0) has now drained whatever came, so the connection stays
+    // usable for the client's next request; it just ignores it.
+    if limit > 0 && (declared_too_large || seen > limit) {
         return Err(AppError::PayloadTooLarge { limit });
     }
     Ok(body)

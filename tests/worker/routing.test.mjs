@@ -92,3 +92,20 @@ test('the cron trigger runs and reports the health status', async () => {
   await new Promise((r) => setTimeout(r, 100));
   assert.ok(worker.logs.some((l) => l.includes('"msg":"cron"') && l.includes('*/5 * * * *') && l.includes('"health"')), worker.logs.join('\n'));
 });
+
+test('a body sent to a route that takes none does not break the connection for the next request', async () => {
+  const { Agent, request } = await import('undici');
+  const agent = new Agent({ connections: 1, pipelining: 1 });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const bad = await request(`${worker.url}/health`, { method: 'POST', body: 'x'.repeat(200_000), dispatcher: agent });
+      assert.equal(bad.statusCode, 405);
+      await bad.body.json();
+      const ok = await request(`${worker.url}/health`, { dispatcher: agent });
+      assert.equal(ok.statusCode, 200);
+      await ok.body.json();
+    }
+  } finally {
+    await agent.close();
+  }
+});
