@@ -133,21 +133,13 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     // What edgekeeper adds: LDU flags, and on an explicit grant first-party browser ids.
     let mut set_cookies = Vec::new();
     if parsed.consent != Consent::Denied {
-        let mut valid: Vec<intake::Accepted> = Vec::new();
-        let mut slots = Vec::new();
-        for (i, ev) in parsed.events.iter_mut().enumerate() {
-            if let Ok(a) = ev {
-                enrich::apply_ldu(a, &cfg.matching.ldu, req.country.as_deref(), req.region.as_deref());
-                valid.push(a.clone());
-                slots.push(i);
-            }
+        let mut valid: Vec<&mut intake::Accepted> = parsed.events.iter_mut().filter_map(|e| e.as_mut().ok()).collect();
+        for a in valid.iter_mut() {
+            enrich::apply_ldu(a, &cfg.matching.ldu, req.country.as_deref(), req.region.as_deref());
         }
         if parsed.consent == Consent::Granted && !valid.is_empty() {
             let fbp = req.cookie("_fbp");
             set_cookies = enrich::first_party_ids(&mut valid, fbp.as_deref(), now, out.random(), req.secure, cfg.matching.cookie_domain.as_deref());
-            for (a, i) in valid.into_iter().zip(slots) {
-                parsed.events[i] = Ok(a);
-            }
         }
     }
     if parsed.dry_run {

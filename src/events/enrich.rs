@@ -34,7 +34,7 @@ pub fn cookie(name: &str, value: &str, secure: bool, domain: Option<&str>) -> St
 
 /// On an explicit grant: the `_fbp` to set (when the browser has none) and the `_fbc` to set (when an
 /// event carries a newer click), each written into the events that lack them. Returns Set-Cookie values.
-pub fn first_party_ids(events: &mut [Accepted], fbp_cookie: Option<&str>, now_ms: f64, random: f64, secure: bool, domain: Option<&str>) -> Vec<String> {
+pub fn first_party_ids(events: &mut [&mut Accepted], fbp_cookie: Option<&str>, now_ms: f64, random: f64, secure: bool, domain: Option<&str>) -> Vec<String> {
     let mut cookies = Vec::new();
     let fbp = match fbp_cookie.filter(|v| normalize::valid_fbp(v)) {
         Some(existing) => existing.to_string(),
@@ -134,14 +134,14 @@ mod tests {
 
     #[test]
     fn first_party_ids_fill_the_events_and_keep_an_existing_fbp() {
-        let mut evs = vec![accepted(Some("fb.1.5.AbC")), accepted(None)];
-        let set = first_party_ids(&mut evs, None, 10.0, 0.25, false, None);
+        let mut evs = [accepted(Some("fb.1.5.AbC")), accepted(None)];
+        let set = first_party_ids(&mut evs.iter_mut().collect::<Vec<_>>(), None, 10.0, 0.25, false, None);
         assert_eq!(set.len(), 2);
         assert!(set[0].starts_with("_fbp=fb.1.10.") && set[1].starts_with("_fbc=fb.1.5.AbC;"));
         assert_eq!(evs[0].event.user_data["fbp"], evs[1].event.user_data["fbp"]);
         assert!(evs[1].match_keys.contains(&"fbp"));
-        let mut evs = vec![accepted(None)];
-        let set = first_party_ids(&mut evs, Some("fb.1.1596403881668.1116446470"), 10.0, 0.25, false, None);
+        let mut evs = [accepted(None)];
+        let set = first_party_ids(&mut evs.iter_mut().collect::<Vec<_>>(), Some("fb.1.1596403881668.1116446470"), 10.0, 0.25, false, None);
         assert!(set.is_empty(), "nothing to set");
         assert_eq!(evs[0].event.user_data["fbp"], "fb.1.1596403881668.1116446470");
     }
