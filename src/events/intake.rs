@@ -367,7 +367,7 @@ fn validate_event(raw: Value, catalog: &Catalog, facts: &RequestFacts) -> Result
         Some(Value::Object(u)) => u,
         Some(_) => return Err(reject(id, "invalid_user_data", "user_data must be an object")),
     };
-    let hashed = normalize::hash_user_data(&user_input).map_err(|e| {
+    let hashed = normalize::hash_user_data(&user_input, normalize::year_of_unix_ms(facts.now_ms as f64)).map_err(|e| {
         let (code, msg) = user_data_error(e);
         reject(id, code, msg)
     })?;
