@@ -27,74 +27,20 @@
 //!   `nodejs/capi-param-builder/src/piiUtil/{PIIUtil,commonUtil,emailUtil,phoneUtil,dobUtil,
 //!   genderUtil,stringUtil,zipCodeUtil}.js`, read at commit b0b6f0b19e042ff0ae723f684495dde8935a6ff0.
 //!
-//! # Rules, per key (and where they come from)
-//! Common to every hashed key: the value is trimmed (Unicode whitespace); empty → dropped. A value that
-//! already is 64 hex digits is taken as a SHA-256 digest, lowercased and passed through, never hashed
-//! twice ([SDK-node] `SHA256_REGEX`, [SDK-php] `Util::isHashed`, [PB] `SHA_256_OR_MD5_REGEX`). A digest
-//! with the Parameter Builder's appendix (`<64 hex>.<2-char language token | 8-char appendix>`, [PB]
-//! `isAlreadyNormalizedAndHashedByParamBuilder`, [Meta-PBL]) is recognised too, and its bare digest is
-//! passed through, so a browser that pre-hashes with Meta's client library is not hashed twice. (MD5
-//! digests, which the SDKs also pass through, are not: a 32-hex value is hashed like any other.)
-//!
-//! - `em`: lowercase; must match Meta's RFC 2822 approximation ([PB] `emailUtil.js` `EMAIL_RE`, same as
-//!   [SDK-node] `normalizeEmail`): dot-atoms of `[a-z0-9_!#$%&'*+/=?^`{|}~-]` @ two or more DNS labels
-//!   of `[a-z0-9-]` not starting or ending with `-`; plus RFC 5321 lengths (local ≤ 64, total ≤ 254).
-//!   ASCII only, as in Meta's regex: internationalised addresses are dropped. [Meta-CIP]: "Trim any
-//!   leading and trailing spaces. Convert all characters to lowercase."
-//! - `ph`: keep ASCII digits only, then strip every leading zero ([PB] `phoneUtil.js`; [Meta-CIP]:
-//!   "Remove symbols, letters, and any leading zeros"); keep 7..=15 digits, else dropped ([SDK-node]
-//!   `normalizePhone` length check; E.164 allows at most 15). The country code cannot be invented:
-//!   a national number without it (`020 7946 0958`) is hashed as given and will simply not match.
-//! - `fn`, `ln`: Unicode lowercase, then remove whitespace and punctuation; letters of every script,
-//!   accents and digits are kept ([PB] `getNormalizedName`: lowercase + strip whitespace and ASCII
-//!   punctuation; [Meta-CIP]: "Lowercase only with no punctuation. If using special characters, the
-//!   text must be encoded in UTF-8", examples `Valéry` → `valéry`, `정` → `정`). Where the SDK differs
-//!   from a plain "letters only" rule we follow it: digits stay. Beyond the SDK we also remove the
-//!   typographic forms of the same punctuation (’ ‘ “ ” ‐ – — ʼ · « » ¿ ¡ ・ and the General
-//!   Punctuation block), invisible format characters (ZWSP, BOM, soft hyphen, bidi marks) and control
-//!   characters, so that `O’Brien` typed on a phone hashes like `O'Brien`; and we compose the common
-//!   Latin decomposed accents (`e` + U+0301 → `é`), because `é` and `e`+◌́ hash differently and
-//!   Meta's examples are precomposed. A value with no letter left is dropped.
-//! - `ge`: lowercase, letters only, then Meta's word lists ([PB] `genderUtil.js`: `f`, `female`,
-//!   `woman`, `mrs`, ... → `f`; `m`, `male`, `man`, `mr`, ... → `m`); anything else is dropped.
-//!   Deliberately NOT "first letter": `mrs`, `miss`, `mother`, `mujer` start with `m` but are female.
-//! - `db`: → `YYYYMMDD`, a real calendar date (leap years checked) with 1900 ≤ year ≤ 2100. Accepted:
-//!   `YYYYMMDD`; year first `YYYY-MM-DD` (HTML `<input type=date>` value, ISO 8601), `YYYY/MM/DD`,
-//!   `YYYY.MM.DD`; year last `MM/DD/YYYY`, `DD/MM/YYYY`, `DD.MM.YYYY`, `MM-DD-YYYY` (one or two digits
-//!   for month and day; one separator kind per value). [Meta-CIP] accepts "a range of month, day and
-//!   year combinations, with or without punctuation" (example `2/16/1997` → `19970216`), and [PB]
-//!   `dobUtil.js` guesses month-first when both leading numbers are ≤ 12. We never guess: a year-last
-//!   date is accepted only when it is unambiguous (one of the two leading numbers is > 12, or both are
-//!   equal); `03/04/1990` is dropped rather than risk hashing the wrong date.
-//! - `ct`: Unicode lowercase; remove whitespace, punctuation (as for names) and digits of any script;
-//!   letters of every script kept (`São Paulo` → `sãopaulo`). [Meta-CIP]: "Lowercase only with no
-//!   punctuation, no special characters, and no spaces. If using special characters, the text must be
-//!   encoded in UTF-8"; [SDK-node] `normalizeCity` and [SDK-php] `normalizeCity` remove digits,
-//!   whitespace and `.()-` and keep other letters. ([PB] `getNormalizedCity` now strips every
-//!   non-ASCII letter, which would turn `São Paulo` into `sopaulo`; we keep UTF-8 as [Meta-CIP] allows.)
-//! - `st`: cleaned like `ct`; then a full US state / DC / US territory / Canadian province name maps to
-//!   its 2-letter code (`New York` → `ny`, `Québec` → `qc`), as [Meta-CIP] asks ("Use the 2-character
-//!   ANSI abbreviation code in lowercase") and [PB] `getNormalizedState` does (exact names only, not
-//!   [PB]'s substring search). Other states are kept whole ([Meta-CIP]: "Normalize states outside the
-//!   U.S. in lowercase with no punctuation, no special characters, and no spaces"; [PB] truncates them
-//!   to two characters, which we do not).
-//! - `zp`: lowercase; remove whitespace and dashes; a 9-digit numeric code is a US ZIP+4 (no other
-//!   country uses 9 digits) and keeps its first 5 digits (`94025-1234` → `94025`). The result must be
-//!   2..=10 ASCII letters/digits, else dropped. [Meta-CIP]: "Use lowercase with no spaces and no dash.
-//!   Use only the first 5 digits for U.S. zip codes. Use the area, district, and sector format for the
-//!   UK" (example `m11ae`, so `SW1A 1AA` → `sw1a1aa`). ([SDK-node]/[SDK-php]/[PB] keep only the part
-//!   before the first `-`, which would cut `100-0001` (Japan) to `100`; [Meta-CIP] says remove dashes.)
-//! - `country`: lowercase, ASCII letters only, must be an assigned ISO 3166-1 alpha-2 code
-//!   ([SDK-node] checks the code list; [SDK-php] checks for 2 letters). Two aliases are mapped as [PB]
-//!   does for `usa`: `usa` → `us`, and `uk` (ISO's exceptionally reserved code) → `gb`.
-//! - `external_id`: trimmed, otherwise kept exactly as given, case included, then hashed ([Meta-CIP]:
-//!   "Hashing recommended"; "If an External ID is being sent via other channels, it should be in the
-//!   same format as when sent via the Conversions API"). Advertisers' IDs are often case-sensitive
-//!   (base64, mixed-case tokens), and lowercasing could merge two users. NOTE: Meta's SDKs lowercase it
-//!   ([SDK-node] `normalizeAndHash` lowercases every field; [PB] `getNormalizedExternalID` lowercases
-//!   and removes all whitespace), and so does the Pixel when it hashes `external_id`: a site whose IDs
-//!   contain capitals and that also sends them through the Pixel gets different hashes on the two
-//!   channels. Sites that need parity should send lowercase IDs, or pre-hash them.
+//! # Rules, per key: Meta's Parameter Builder ([PB]), written in Rust
+//! Where [Meta-CIP] and [PB] disagree we follow [PB]: it is what Meta's own SDKs send, so it is the hash
+//! Meta matches the Pixel's and other servers' events with. Each normaliser below cites its [PB] file.
+//! The parity table (`tests/fixtures/param-builder-cases.json`, each case with its reason and [PB]'s
+//! output) is checked by `parameter_builder_parity_table` and through workerd.
+//! - Already hashed: the trimmed value is 64 or 32 hex digits (either case) → forwarded lower-cased;
+//!   or `<digest>.<appendix>` as [PB] emits it → the bare digest. Never hashed twice.
+//! - The per-key rule runs on the value as sent; an empty result, or what [PB] returns null for, drops
+//!   the key (never the event). "Whitespace" and "trim" are JavaScript's `\s`, as in [PB].
+//! - `em` lowercase, trim, [PB]'s RFC 2822 approximation. `ph` ASCII digits only, leading zeros removed.
+//!   `fn`/`ln` remove ASCII punctuation and whitespace, lowercase. `ge` one of [PB]'s words. `db` three
+//!   digit runs read as a date (US order when ambiguous) or one 8-digit run. `ct` ASCII letters and digits,
+//!   starting with a letter. `st`/`country` two-letter code, name look-up, or the first two letters. `zp`
+//!   before the first `-`, trimmed, at least 2 characters. `external_id` whitespace removed, lowercase.
 //!
 //! Values: a string; a non-negative integer for `ph`, `zp`, `db`, `external_id` (and for the numeric
 //! plain keys `fb_login_id`, `lead_id`, `subscription_id`); or, for hashed keys, an array of at most

@@ -22,8 +22,9 @@
  *   custom-data; contract): `event_name` non-empty string; `event_time` integer Unix seconds, at most 7 days old
  *   (62 for `action_source: physical_store`, per server-event) and at most 60 s in the future; `action_source`
  *   one of ACTION_SOURCES; website events need `event_source_url` and `user_data.client_user_agent`; `user_data`
- *   holds at least one match key; HASHED_KEYS are 64-char lowercase hex SHA-256 (or arrays of them; edgekeeper
- *   always hashes `external_id`, so it is checked too); NEVER_HASHED keys must not look like a SHA-256;
+ *   holds at least one match key; HASHED_KEYS are 64-char lowercase hex SHA-256, or a 32-char MD5 digest, which
+ *   Meta's own Parameter Builder forwards as already hashed (capi-param-builder `SHA_256_OR_MD5_REGEX`), or
+ *   arrays of them (edgekeeper always hashes `external_id`, so it is checked too); NEVER_HASHED keys must not look like a SHA-256;
  *   `fbp`/`fbc` look like `fb.1.<ms>.<value>`; `client_ip_address` is a bare IP (no port); a `custom_data.value`
  *   is a number and needs a 3-letter `currency`; Purchase needs both.
  *   One bad event fails the whole request and nothing is recorded (server-event: "we return an error for the
@@ -59,7 +60,7 @@ const MATCH_KEYS = new Set([
   ...HASHED_KEYS, ...NEVER_HASHED, 'subscription_id', 'fb_login_id', 'lead_id', 'anon_id', 'madid', 'page_id',
   'page_scoped_user_id', 'ctwa_clid', 'ig_account_id', 'ig_sid',
 ]);
-const SHA256_HEX = /^[0-9a-f]{64}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$|^[0-9a-f]{32}$/;
 const LOOKS_HASHED = /^[0-9a-f]{64}$/i;
 const FB_COOKIE = /^fb\.\d\.\d+\..+$/;
 const CURRENCY = /^[A-Za-z]{3}$/;
@@ -220,7 +221,7 @@ function validateEvent(event, i, now) {
     if (!(key in user)) continue;
     const values = Array.isArray(user[key]) ? user[key] : [user[key]];
     if (values.length === 0 || !values.every((v) => typeof v === 'string' && SHA256_HEX.test(v))) {
-      throw bad(`user_data.${key}`, 'must be a lowercase hex SHA-256 hash (64 characters), or an array of them');
+      throw bad(`user_data.${key}`, 'must be a lowercase hex SHA-256 (64 characters) or MD5 (32) hash, or an array of them');
     }
   }
   for (const key of NEVER_HASHED) {

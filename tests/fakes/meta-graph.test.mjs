@@ -148,10 +148,13 @@ test('required event fields: event_name, action_source, website url and user age
 });
 
 test('hashed keys must be lowercase SHA-256 hex; an unhashed email is rejected', async () => {
+  assertEventRejected(await send([event({ user_data: { em: '5d41402abc4b2a76b9719d911017c5' } })]), 0, /user_data\.em/);
   assertEventRejected(await send([event(), event({ user_data: { em: 'john.doe@example.com' } })]), 1, /user_data\.em/);
   assertEventRejected(await send([event({ user_data: { ph: sha256('16505551212').toUpperCase() } })]), 0, /ph/);
   assertEventRejected(await send([event({ user_data: { country: 'us' } })]), 0, /country/);
   assert.equal((await send([event({ user_data: { ph: [sha256('1'), sha256('2')], country: sha256('us') } })])).status, 200);
+  // MD5 digests pass, as Meta's Parameter Builder forwards them (30 hex digits did not, above).
+  assert.equal((await send([event({ user_data: { em: '5d41402abc4b2a76b9719d911017c592' } })])).status, 200);
 });
 
 test('ip, user agent, fbp and fbc must not be hashed; cookies keep their format; the ip has no port', async () => {

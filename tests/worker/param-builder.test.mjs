@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startStack, waitFor, collect, ROOT } from '../support/stack.mjs';
+import { startStack, waitFor, collect, ROOT, TEST_SECRETS } from '../support/stack.mjs';
 
 const { cases } = JSON.parse(readFileSync(`${ROOT}/tests/fixtures/param-builder-cases.json`, 'utf8'));
 const sha256 = (s) => createHash('sha256').update(s, 'utf8').digest('hex');
@@ -41,4 +41,15 @@ test(`every Parameter Builder case (${cases.length}) reaches Meta as the builder
     if (sent !== want) wrong.push(`${c.key} ${JSON.stringify(c.input)} (${c.why}): want ${want}, got ${sent}`);
   });
   assert.deepEqual(wrong, [], `${wrong.length} of ${cases.length} differ from the Parameter Builder`);
+
+  // The match-key report counts a key only when it survived normalisation.
+  const r = await fetch(`${stack.url}/admin/match-quality`, { headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}` } });
+  assert.equal(r.status, 200);
+  const lead = (await r.json()).by_event.Lead;
+  assert.equal(lead.events, cases.length);
+  for (const key of new Set(cases.map((c) => c.key))) {
+    const survived = cases.filter((c) => c.key === key && c.expected !== null).length;
+    assert.ok(survived < cases.filter((c) => c.key === key).length || key === 'ln', `${key}: the table has dropped cases`);
+    assert.equal(lead.coverage[key].events, survived, `${key}: counted only where it survived`);
+  }
 });
