@@ -91,7 +91,7 @@ pub fn sha256_hex(input: &str) -> String {
 
 /// True when `v` is exactly 64 hex digits (either case): the shape of a SHA-256 digest.
 pub fn is_sha256_hex(v: &str) -> bool {
-    v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())
+    is_hex_of_len(v, 64)
 }
 
 /// A problem with one `user_data` key. `message` says what is wrong, never what was sent.
@@ -399,7 +399,7 @@ const PB_LANGUAGE_TOKENS: &[&str] = &["AQ", "Ag", "Aw", "BA", "BQ", "Bg"];
 /// units ([PB] `isAlreadyNormalizedAndHashedByParamBuilder`, `APPENDIX_LENGTH_V2`). We forward the bare
 /// digest; the appendix only tells Meta which library hashed it.
 fn already_hashed(v: &str) -> Option<String> {
-    let hex = |s: &str| is_hex_of_len(s, 64) || is_hex_of_len(s, 32);
+    let hex = |s: &str| is_sha256_hex(s) || is_hex_of_len(s, 32);
     if hex(v) {
         return Some(v.to_ascii_lowercase());
     }
@@ -426,7 +426,8 @@ fn normalize_email(raw: &str) -> Option<String> {
         let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
         !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
     };
-    let domain_ok = domain.split('.').count() >= 2 && domain.split('.').all(label_ok);
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2 && labels.iter().all(|l| label_ok(l));
     (local_ok && domain_ok).then(|| email.to_string())
 }
 
@@ -507,12 +508,15 @@ fn normalize_birth_date(raw: &str, current_year: u32) -> Option<String> {
     if groups.len() >= 3 {
         let n = |g: &str| g.bytes().fold(0u64, |acc, b| acc.saturating_mul(10).saturating_add(u64::from(b - b'0')));
         let (n1, n2, n3) = (n(groups[0]), n(groups[1]), n(groups[2]));
-        let (year, month, day) = if n1 > 31 {
-            (n1, if n2 > 12 { n3 } else { n2 }, if n2 > 12 { n2 } else { n3 })
+        // (month, day) from the two numbers beside the year, in [PB]'s order: the first is the month
+        // unless it is above 12.
+        let month_day = |a: u64, b: u64| if a > 12 { (b, a) } else { (a, b) };
+        let (year, (month, day)) = if n1 > 31 {
+            (n1, month_day(n2, n3))
         } else if n2 > 31 {
-            (n2, if n3 > 12 { n1 } else { n3 }, if n3 > 12 { n3 } else { n1 })
+            (n2, month_day(n3, n1))
         } else {
-            (n3, if n1 > 12 { n2 } else { n1 }, if n1 > 12 { n1 } else { n2 })
+            (n3, month_day(n1, n2))
         };
         let valid = (1800..=u64::from(current_year) + 1).contains(&year) && (1..=12).contains(&month) && (1..=31).contains(&day);
         if valid {

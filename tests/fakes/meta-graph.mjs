@@ -60,7 +60,7 @@ const MATCH_KEYS = new Set([
   ...HASHED_KEYS, ...NEVER_HASHED, 'subscription_id', 'fb_login_id', 'lead_id', 'anon_id', 'madid', 'page_id',
   'page_scoped_user_id', 'ctwa_clid', 'ig_account_id', 'ig_sid',
 ]);
-const SHA256_HEX = /^[0-9a-f]{64}$|^[0-9a-f]{32}$/;
+const HASHED_HEX = /^[0-9a-f]{64}$|^[0-9a-f]{32}$/;
 const LOOKS_HASHED = /^[0-9a-f]{64}$/i;
 const FB_COOKIE = /^fb\.\d\.\d+\..+$/;
 const CURRENCY = /^[A-Za-z]{3}$/;
@@ -220,7 +220,7 @@ function validateEvent(event, i, now) {
   for (const key of HASHED_KEYS) {
     if (!(key in user)) continue;
     const values = Array.isArray(user[key]) ? user[key] : [user[key]];
-    if (values.length === 0 || !values.every((v) => typeof v === 'string' && SHA256_HEX.test(v))) {
+    if (values.length === 0 || !values.every((v) => typeof v === 'string' && HASHED_HEX.test(v))) {
       throw bad(`user_data.${key}`, 'must be a lowercase hex SHA-256 (64 characters) or MD5 (32) hash, or an array of them');
     }
   }
