@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 .PHONY: help setup build dev test test-native test-worker bench soak fuzz
 
 help:
-	@echo "make dev    build, start redis + upstash-local + fakes + wrangler dev on http://127.0.0.1:8787"
+	@echo "make dev    build, start redis + upstash-local + fakes + the demo shop origin + wrangler dev on http://127.0.0.1:8787"
 	@echo "make test   native cargo tests, wasm build, integration suites under workerd"
 	@echo "make bench  wasm size, /collect load, store round trips, proxy overhead, native intake cost"
 	@echo "make soak   50,000 events with duplicates, Meta failures and a redis restart; checks nothing is lost"

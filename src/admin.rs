@@ -194,7 +194,7 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     let body: PurgeBody = req.json()?;
     let module = Module::parse(&body.module).ok_or_else(|| AppError::BadRequest {
         code: "unknown_module",
-        message: "module must be one of evt, rl, dlq, stats, zaraz, sent".into(),
+        message: "module must be one of evt, rl, dlq, stats, zaraz, sent, cache".into(),
     })?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
     let (deleted, complete) = store(cfg, out, iso)?.delete_matching(&keys.pattern(module), 1000, 40).await?;
@@ -320,35 +320,55 @@ pub async fn match_quality<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, i
     ))
 }
 
-/// `GET /admin/cache/explain?url=...`: fetches the URL from the origin as a browser navigation would
-/// and reports what the origin sent, the rule that matched, what edgekeeper sets, what the zone cache
-/// is told, and every conflict. Assets served from `www/` are not fetched here (they have no origin).
-pub async fn cache_explain<O: Outbound>(req: &Incoming, cfg: &Config, out: &O) -> Result<Reply, AppError> {
-    authorize(req, cfg)?;
+/// The URL `/admin/cache/explain?url=` asks about: where it is fetched from, and the worker-cache
+/// key a site request for it would use.
+pub struct ExplainTarget {
+    pub url: String,
+    pub fetch: String,
+    pub path: String,
+    pub key: String,
+}
+
+pub fn explain_target(req: &Incoming, cfg: &Config) -> Result<ExplainTarget, AppError> {
     let url = req.query_param("url").filter(|u| crate::events::intake::valid_url(u)).ok_or_else(|| AppError::BadRequest {
         code: "invalid_url",
         message: "give ?url= an absolute http(s) URL".into(),
     })?;
-    let after_scheme = url.split_once("://").map(|x| x.1).unwrap_or("");
-    let path_and_query = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
-    let path = path_and_query.split(['?', '#']).next().unwrap_or("/").to_string();
-    let target = match &cfg.origin_url {
+    let (scheme, after_scheme) = url.split_once("://").unwrap_or(("https", ""));
+    let slash = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let (host, path_and_query) = (&after_scheme[..slash], if slash < after_scheme.len() { &after_scheme[slash..] } else { "/" });
+    let path_and_query = path_and_query.split('#').next().unwrap_or("/");
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let fetch = match &cfg.origin_url {
         Some(base) => format!("{base}{path_and_query}"),
         None => url.clone(),
     };
-    let facts = crate::cache_policy::RequestFacts { method: "GET".into(), path, authorization: false, session_cookie: false, accepts_html: true };
+    let key = cfg.cache.cache_key(&format!("{scheme}://{host}"), path, query);
+    Ok(ExplainTarget { fetch, path: path.to_string(), key, url })
+}
+
+/// `GET /admin/cache/explain?url=`: fetches the URL from the origin as an anonymous navigation and
+/// reports the policy's decision; `stored` is the copy the worker's cache holds for it (read by the
+/// edge, which owns the cache).
+pub async fn cache_explain<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, stored: Option<&crate::cache_policy::StoredMeta>) -> Result<Reply, AppError> {
+    authorize(req, cfg)?;
+    let t = explain_target(req, cfg)?;
+    let facts = crate::cache_policy::RequestFacts { method: "GET".into(), path: t.path.clone(), accepts_html: true, ..Default::default() };
     let resp = out
         .send(crate::http::OutboundRequest {
             method: crate::http::Method::Get,
-            url: target,
+            url: t.fetch.clone(),
             headers: vec![("accept".into(), "text/html,*/*".into())],
             body: None,
             timeout_ms: 10_000,
         })
         .await
         .map_err(|e| AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 })?;
-    let mut report = cfg.cache.explain(&facts, resp.status, &resp.headers);
-    report["url"] = serde_json::json!(url);
+    let mut report = cfg.cache.explain(&facts, resp.status, &resp.headers, &t.key, stored, out.now_ms().max(0.0) as u64);
+    report["url"] = serde_json::json!(t.url);
     report["policy_enabled"] = serde_json::json!(cfg.cache.enabled);
     Ok(Reply::json(200, &report))
 }

@@ -414,6 +414,25 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
     if let Some(v) = r.opt("CACHE_SESSION_COOKIES") {
         p.session_cookies = list(&v);
     }
+    let html = &mut p.html;
+    for (name, slot) in [("CACHE_HTML_TTL", &mut html.ttl), ("CACHE_HTML_SWR", &mut html.swr), ("CACHE_HTML_SIE", &mut html.sie)] {
+        let Some(v) = r.opt(name) else { continue };
+        match v.parse::<u64>() {
+            Ok(n) if n <= 31_536_000 => *slot = n,
+            _ => r.fail(name, "expected whole seconds, 0 to 31536000"),
+        }
+    }
+    match r.opt("CACHE_STORE").as_deref() {
+        None | Some("on") => {}
+        Some("off") => p.store = false,
+        Some(_) => r.fail("CACHE_STORE", "expected on or off"),
+    }
+    if let Some(v) = r.opt("CACHE_IGNORE_PARAMS") {
+        p.ignored_params = list(&v);
+        if let Some(bad) = p.ignored_params.iter().find(|x| x.trim_end_matches('*').is_empty() || x.contains(['=', '&', '?', '#'])) {
+            r.fail("CACHE_IGNORE_PARAMS", format!("'{bad}' is not a parameter name"));
+        }
+    }
     match r.opt("CACHE_EXPLAIN_HEADER").as_deref() {
         None => {}
         Some("off") => p.explain_header = None,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cache_policy;
+pub mod cache_purge;
 pub mod capi;
 pub mod config;
 pub mod error;

@@ -15,7 +15,11 @@ use crate::request::Incoming;
 use crate::upstash::Isolate;
 
 /// Prefixes that belong to the worker: unknown paths under them get a JSON 404, never the origin.
-pub const OWN_PREFIXES: &[&str] = &["/health", "/collect", "/admin", "/__edgekeeper"];
+pub const OWN_PREFIXES: &[&str] = &["/health", "/collect", "/admin", ASSETS_PREFIX];
+
+/// The worker's own static files (tracker, dashboard), served from its assets and nowhere else;
+/// every other path is the site's, so a deployment never shadows a page of the origin.
+pub const ASSETS_PREFIX: &str = "/__edgekeeper";
 
 /// Bodies larger than this are refused before parsing on admin routes.
 pub const ADMIN_BODY_LIMIT: usize = 16 * 1024;
@@ -30,6 +34,7 @@ pub enum Route {
     AdminDlq,
     AdminDlqReplay,
     AdminCacheExplain,
+    AdminCachePurge,
     AdminMatchQuality,
     AdminZarazDiff,
     AdminZarazSync,
@@ -38,7 +43,9 @@ pub enum Route {
     /// A worker path that does not exist.
     NotFound,
     MethodNotAllowed(&'static str),
-    /// Not ours: the site's assets or origin.
+    /// `/__edgekeeper/*` read: the worker's own assets.
+    Assets,
+    /// Not ours: the site's origin.
     Site,
 }
 
@@ -46,7 +53,7 @@ impl Route {
     /// How much body the route may read (0: none).
     pub fn body_limit(self, cfg: Option<&Config>) -> usize {
         match self {
-            Route::AdminPurge | Route::AdminDlqReplay | Route::AdminZarazSync | Route::AdminZarazSecrets => ADMIN_BODY_LIMIT,
+            Route::AdminPurge | Route::AdminCachePurge | Route::AdminDlqReplay | Route::AdminZarazSync | Route::AdminZarazSecrets => ADMIN_BODY_LIMIT,
             Route::Collect => cfg.map_or(65_536, |c| c.collect.max_bytes),
             _ => 0,
         }
@@ -68,6 +75,7 @@ const TABLE: &[PathRoutes] = &[
     ("/admin/dlq", "GET", &[("GET", Route::AdminDlq)]),
     ("/admin/dlq/replay", "POST", &[("POST", Route::AdminDlqReplay)]),
     ("/admin/cache/explain", "GET", &[("GET", Route::AdminCacheExplain)]),
+    ("/admin/cache/purge", "POST", &[("POST", Route::AdminCachePurge)]),
     ("/admin/match-quality", "GET", &[("GET", Route::AdminMatchQuality)]),
     ("/admin/zaraz/diff", "GET", &[("GET", Route::AdminZarazDiff)]),
     ("/admin/zaraz/sync", "POST", &[("POST", Route::AdminZarazSync)]),
@@ -78,6 +86,9 @@ const TABLE: &[PathRoutes] = &[
 pub fn route(method: &str, path: &str) -> Route {
     if let Some((_, allow, methods)) = TABLE.iter().find(|(p, _, _)| *p == path) {
         return methods.iter().find(|(m, _)| *m == method).map_or(Route::MethodNotAllowed(allow), |(_, r)| *r);
+    }
+    if under(path, ASSETS_PREFIX) && matches!(method, "GET" | "HEAD") {
+        return Route::Assets;
     }
     if OWN_PREFIXES.iter().any(|p| under(path, p)) {
         Route::NotFound
@@ -92,6 +103,8 @@ pub struct Ctx<'a, O: Outbound, S: EventSink> {
     pub out: &'a O,
     pub iso: &'a Isolate,
     pub sink: &'a S,
+    /// For `/admin/cache/explain`: the copy the worker's cache holds for the URL asked about.
+    pub stored: Option<crate::cache_policy::StoredMeta>,
 }
 
 impl<O: Outbound, S: EventSink> Ctx<'_, O, S> {
@@ -114,13 +127,14 @@ fn dispatch<'a, O: Outbound, S: EventSink>(route: Route, req: &'a Incoming, cfg:
         Route::AdminDlq => Box::pin(admin::dlq_list(req, cfg, out, iso)),
         Route::AdminDlqReplay => Box::pin(admin::dlq_replay(req, cfg, out, iso, ctx.sink)),
         Route::AdminPurge => Box::pin(admin::purge(req, cfg, out, iso)),
-        Route::AdminCacheExplain => Box::pin(admin::cache_explain(req, cfg, out)),
+        Route::AdminCacheExplain => Box::pin(admin::cache_explain(req, cfg, out, ctx.stored.as_ref())),
+        Route::AdminCachePurge => Box::pin(crate::cache_purge::purge(req, cfg, out, iso)),
         Route::AdminMatchQuality => Box::pin(admin::match_quality(req, cfg, out, iso)),
         Route::AdminZarazDiff => Box::pin(admin::zaraz_diff(req, cfg, out)),
         Route::AdminZarazSync => Box::pin(admin::zaraz_sync(req, cfg, out, iso)),
         Route::AdminZarazSecrets => Box::pin(admin::zaraz_secret_handling(req, cfg, out, iso)),
         Route::AdminZarazHistory => Box::pin(admin::zaraz_history(req, cfg, out)),
-        Route::Health | Route::MethodNotAllowed(_) | Route::NotFound | Route::Site => {
+        Route::Health | Route::MethodNotAllowed(_) | Route::NotFound | Route::Assets | Route::Site => {
             Box::pin(async move { Err(AppError::NotFound(req.path.chars().take(200).collect())) })
         }
     }
@@ -132,7 +146,7 @@ pub async fn handle<O: Outbound, S: EventSink>(route: Route, req: &Incoming, ctx
         // Health reports a bad configuration instead of refusing to run.
         Route::Health => Ok(health::report(ctx.cfg, ctx.out, ctx.iso).await),
         Route::MethodNotAllowed(allow) => Err(AppError::MethodNotAllowed { allow }),
-        Route::NotFound | Route::Site => Err(AppError::NotFound(req.path.chars().take(200).collect())),
+        Route::NotFound | Route::Assets | Route::Site => Err(AppError::NotFound(req.path.chars().take(200).collect())),
         _ => match ctx.config() {
             Ok(cfg) => dispatch(route, req, cfg, ctx).await,
             Err(e) => Err(e),
@@ -162,5 +176,11 @@ mod tests {
         assert_eq!(route("GET", "/administrator"), Route::Site);
         assert_eq!(route("GET", "/"), Route::Site);
         assert_eq!(route("GET", "/index.html"), Route::Site);
+        assert_eq!(route("GET", "/cart"), Route::Site);
+        assert_eq!(route("GET", "/__edgekeeper/tracker.js"), Route::Assets);
+        assert_eq!(route("HEAD", "/__edgekeeper/dashboard"), Route::Assets);
+        assert_eq!(route("POST", "/__edgekeeper/x"), Route::NotFound);
+        assert_eq!(route("GET", "/__edgekeeperx"), Route::Site);
+        assert_eq!(route("POST", "/admin/cache/purge"), Route::AdminCachePurge);
     }
 }

@@ -1,53 +1,70 @@
-// Builds the static site: www/ → build/www/, with every file under www/assets/ renamed to carry a
-// content hash (app.js → app.3f9a1c2b04.js) and every reference to it rewritten, so the cache
-// policy's `immutable` class applies to them. Leaf assets (images, fonts) are hashed first, then the
-// CSS/JS that may reference them, then the HTML (never renamed: its URLs are the site's).
+// Builds the two static trees, each the same way:
+//   www/edge/ → build/edge/  what `wrangler deploy` uploads as the worker's assets: only files under
+//                            /__edgekeeper/ (the tracker at its stable URL, the operations dashboard)
+//   www/shop/ → build/shop/  the demo shop, served by tools/demo-origin.mjs as the worker's origin in
+//                            `make dev` and the tests; never deployed
+// In each tree every file under its assets folder is renamed to carry a content hash (app.js →
+// app.3f9a1c2b04.js) and every reference to it rewritten, so the cache policy's `immutable` class
+// applies to them. Leaf assets (images, fonts) are hashed first, then the CSS/JS that may reference
+// them, then everything else (never renamed: those URLs are stable, e.g. /__edgekeeper/tracker.js).
 
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SRC = join(ROOT, 'www');
-const OUT = join(ROOT, 'build', 'www');
 const TEXT = new Set(['.html', '.css', '.js', '.mjs', '.json', '.svg', '.txt', '.webmanifest']);
+
+/** The trees: source, output, and the folder (relative to both) whose files are fingerprinted. */
+export const TREES = [
+  { name: 'edge', src: join(ROOT, 'www', 'edge'), out: join(ROOT, 'build', 'edge'), assets: '__edgekeeper/assets/' },
+  { name: 'shop', src: join(ROOT, 'www', 'shop'), out: join(ROOT, 'build', 'shop'), assets: 'assets/' },
+];
 
 const files = (dir) => readdirSync(dir).flatMap((n) => {
   const p = join(dir, n);
   return statSync(p).isDirectory() ? files(p) : [p];
 });
 
-rmSync(OUT, { recursive: true, force: true });
-mkdirSync(OUT, { recursive: true });
-const all = files(SRC);
-const isAsset = (p) => relative(SRC, p).startsWith(`assets/`);
-const renames = new Map(); // '/assets/app.js' -> '/assets/app.3f9a1c2b04.js'
-const rewrite = (text) => {
-  for (const [from, to] of renames) text = text.split(from).join(to);
-  return text;
-};
-const emit = (p, content) => {
-  const out = join(OUT, relative(SRC, p));
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, content);
-};
+export function buildTree({ src, out, assets: assetsDir }) {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const all = files(src);
+  const isAsset = (p) => relative(src, p).startsWith(assetsDir);
+  const renames = new Map(); // '/assets/app.js' -> '/assets/app.3f9a1c2b04.js'
+  const rewrite = (text) => {
+    for (const [from, to] of renames) text = text.split(from).join(to);
+    return text;
+  };
+  const emit = (rel, content) => {
+    const p = join(out, rel);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, content);
+  };
 
-const assets = all.filter(isAsset);
-const ordered = [...assets.filter((p) => !TEXT.has(extname(p))), ...assets.filter((p) => TEXT.has(extname(p)))];
-for (const p of ordered) {
-  const raw = readFileSync(p);
-  const content = TEXT.has(extname(p)) ? Buffer.from(rewrite(raw.toString('utf8'))) : raw;
-  const hash = createHash('sha256').update(content).digest('hex').slice(0, 10);
-  const rel = `/${relative(SRC, p)}`;
-  const ext = extname(rel);
-  const hashed = `${rel.slice(0, -ext.length)}.${hash}${ext}`;
-  renames.set(rel, hashed);
-  const out = join(OUT, hashed.slice(1));
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, content);
+  const assets = all.filter(isAsset);
+  const ordered = [...assets.filter((p) => !TEXT.has(extname(p))), ...assets.filter((p) => TEXT.has(extname(p)))];
+  for (const p of ordered) {
+    const raw = readFileSync(p);
+    const content = TEXT.has(extname(p)) ? Buffer.from(rewrite(raw.toString('utf8'))) : raw;
+    const hash = createHash('sha256').update(content).digest('hex').slice(0, 10);
+    const rel = `/${relative(src, p)}`;
+    const ext = extname(rel);
+    const hashed = `${rel.slice(0, -ext.length)}.${hash}${ext}`;
+    renames.set(rel, hashed);
+    emit(hashed.slice(1), content);
+  }
+  for (const p of all.filter((x) => !isAsset(x))) {
+    emit(relative(src, p), TEXT.has(extname(p)) ? rewrite(readFileSync(p, 'utf8')) : readFileSync(p));
+  }
+  return { files: all.length, fingerprinted: renames.size };
 }
-for (const p of all.filter((x) => !isAsset(x))) {
-  emit(p, TEXT.has(extname(p)) ? rewrite(readFileSync(p, 'utf8')) : readFileSync(p));
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  rmSync(join(ROOT, 'build', 'www'), { recursive: true, force: true }); // the old single tree
+  for (const tree of TREES) {
+    const { files: n, fingerprinted } = buildTree(tree);
+    console.log(`build-www: ${tree.name}: ${n} files, ${fingerprinted} fingerprinted → ${relative(ROOT, tree.out)}`);
+  }
 }
-console.log(`build-www: ${all.length} files, ${renames.size} fingerprinted → ${relative(ROOT, OUT)}`);

@@ -1,6 +1,9 @@
 // `make dev`: the whole stack offline. redis-server, upstash-local in front of it, the Meta and
-// Cloudflare API fakes, then `wrangler dev` on http://127.0.0.1:8787 serving www/. Settings come
-// from .dev.vars (copied from .dev.vars.example on first run). Ctrl-C stops everything started here.
+// Cloudflare API fakes, the demo shop as the origin (tools/demo-origin.mjs over build/shop/ on
+// http://127.0.0.1:8788, DEV_SHOP_PORT), then `wrangler dev` on http://127.0.0.1:8787: the worker with
+// its /__edgekeeper/ assets (build/edge/) in front of that origin (ORIGIN_URL). Settings come from
+// .dev.vars (copied from .dev.vars.example on first run); an ORIGIN_URL there puts the worker in front
+// of that origin instead, and the demo shop is not started. Ctrl-C stops everything started here.
 
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -21,6 +24,8 @@ const vars = Object.fromEntries(
 );
 const portOf = (url, fallback) => (url ? new URL(url).port || fallback : fallback);
 const REDIS_PORT = process.env.DEV_REDIS_PORT || '6380';
+const SHOP_PORT = process.env.DEV_SHOP_PORT || '8788';
+const ORIGIN_URL = vars.ORIGIN_URL || `http://127.0.0.1:${SHOP_PORT}`;
 
 const children = [];
 function start(name, cmd, args, opts = {}) {
@@ -67,7 +72,15 @@ if (existsSync(join(ROOT, 'tests/fakes/cloudflare-api.mjs'))) {
     '--token', vars.CLOUDFLARE_API_TOKEN || '', '--zone', vars.CLOUDFLARE_ZONE_ID || '',
   ]);
 }
-start('wrangler', join(ROOT, 'node_modules/.bin/wrangler'), ['dev', '--ip', '127.0.0.1', '--port', '8787', '--show-interactive-dev-session=false'], {
+if (!vars.ORIGIN_URL) start('demo-shop', process.execPath, ['tools/demo-origin.mjs', '--port', SHOP_PORT]);
+start('wrangler', join(ROOT, 'node_modules/.bin/wrangler'), [
+  'dev', '--ip', '127.0.0.1', '--port', '8787', '--show-interactive-dev-session=false', '--var', `ORIGIN_URL:${ORIGIN_URL}`,
+], {
   env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
 });
-console.log('dev: http://127.0.0.1:8787 (shop), http://127.0.0.1:8787/health — Ctrl-C stops everything');
+const shopNote = vars.ORIGIN_URL ? `your origin ${ORIGIN_URL} (ORIGIN_URL in .dev.vars)` : `the demo shop, origin ${ORIGIN_URL}`;
+console.log([
+  'dev: http://127.0.0.1:8787/ — the shop through edgekeeper: ' + shopNote,
+  'dev: http://127.0.0.1:8787/__edgekeeper/dashboard — operations dashboard (token: ADMIN_TOKEN in .dev.vars)',
+  'dev: http://127.0.0.1:8787/health — health; Ctrl-C stops everything',
+].join('\n'));

@@ -1,9 +1,6 @@
 //! The response classes and what each one means for browsers (`Cache-Control`), for CDNs
-//! (`CDN-Cache-Control`, `Cloudflare-CDN-Cache-Control`, RFC 9213) and for the zone cache in front of
-//! the origin (the `cf` options of the origin fetch: `cacheEverything`, `cacheTtlByStatus`, where
-//! -1 means "do not store", per Cloudflare's cache-by-status documentation).
-
-use std::collections::BTreeMap;
+//! (`CDN-Cache-Control`, `Cloudflare-CDN-Cache-Control`, RFC 9213) and for the worker's own cache,
+//! which keeps a public class's copy as long as its CDN directives say (`stored::Freshness`).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,47 +74,8 @@ impl Class {
         }
     }
 
-    /// The edge TTL for a 2xx response of this class (None: never stored).
-    pub fn edge_ttl(self) -> Option<i32> {
-        match self {
-            Class::Immutable => Some(31_536_000),
-            Class::Static => Some(86_400),
-            Class::Html => Some(120),
-            Class::NotFound => Some(60),
-            Class::Api | Class::Error | Class::Private => None,
-        }
-    }
-
+    /// May a shared cache (the worker's own) keep it?
     pub fn is_public(self) -> bool {
-        self.edge_ttl().is_some()
-    }
-}
-
-/// The `cf` cache options of the origin fetch. Serialises to the names workerd expects.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CfCache {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_everything: Option<bool>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub cache_ttl_by_status: BTreeMap<String, i32>,
-}
-
-/// What a class, decided before the response exists, tells the zone cache.
-pub fn cf_for(class: Option<Class>) -> CfCache {
-    let Some(class) = class else { return CfCache::default() };
-    let mut by_status = BTreeMap::new();
-    match class.edge_ttl() {
-        Some(ttl) => {
-            by_status.insert("200-299".to_string(), ttl);
-            by_status.insert("404".to_string(), 60);
-            by_status.insert("410".to_string(), 60);
-            by_status.insert("500-599".to_string(), -1);
-            CfCache { cache_everything: Some(true), cache_ttl_by_status: by_status }
-        }
-        None => {
-            by_status.insert("100-599".to_string(), -1);
-            CfCache { cache_everything: Some(false), cache_ttl_by_status: by_status }
-        }
+        matches!(self, Class::Immutable | Class::Static | Class::Html | Class::NotFound)
     }
 }

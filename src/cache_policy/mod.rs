@@ -1,17 +1,22 @@
 //! The one cache policy in front of the origin. For every site response it decides a class, once,
-//! and that decision drives both what the zone cache stores (the `cf` options of the origin fetch,
-//! decided from the request) and the headers browsers and downstream CDNs obey (decided with the
-//! response in hand): upstream cache headers are replaced, never merged, and every response says
-//! which rule made it what it is. Safety rules come first, whatever the other rules say: a
-//! credentialed request or a response setting a cookie is private, a 5xx is never cached.
+//! with the response in hand, and that decision drives both what the worker's own cache stores
+//! (`stored`) and the headers browsers and downstream CDNs obey: upstream cache headers are
+//! replaced, never merged, and every response says which rule made it what it is and how the
+//! cache took part. Nothing is decided from the request alone for the zone cache: the origin
+//! fetch carries no `cf` cache options, so the zone cache follows the origin's own headers. Safety
+//! rules come first, whatever the other rules say: a credentialed request, a response setting a
+//! cookie, varying on cookies or marked private/no-store by the origin is private; a 5xx is never
+//! cached.
 
 pub mod classes;
 pub mod regex;
 pub mod rules;
+pub mod stored;
 
 use serde_json::{json, Value};
 
-pub use classes::{cf_for, CfCache, Class};
+pub use classes::Class;
+pub use stored::{CacheOutcome, Freshness, Purges, StoredMeta};
 use rules::{glob, Rule, UserRules};
 
 /// Upstream headers that would compete with the policy: removed from every site response.
@@ -32,6 +37,8 @@ pub struct RequestFacts {
     pub session_cookie: bool,
     /// `Accept` includes text/html: a browser navigation.
     pub accepts_html: bool,
+    /// A `Range` request: answered by the origin, never from or into the worker's cache.
+    pub range: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,6 +48,8 @@ pub struct ResponseFacts {
     pub content_type: String,
     pub set_cookie: bool,
     pub vary: Option<String>,
+    /// The origin's own `Cache-Control` says `private` or `no-store`: personal, whatever else.
+    pub origin_private: bool,
 }
 
 impl ResponseFacts {
@@ -51,6 +60,9 @@ impl ResponseFacts {
             content_type: get("content-type").map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).unwrap_or_default(),
             set_cookie: headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("set-cookie")),
             vary: get("vary"),
+            origin_private: get("cache-control").is_some_and(|cc| {
+                cc.split(',').map(|d| d.trim().split('=').next().unwrap_or("").to_ascii_lowercase()).any(|d| d == "private" || d == "no-store")
+            }),
         }
     }
 }
@@ -71,6 +83,12 @@ pub struct Policy {
     pub explain_header: Option<String>,
     /// `CACHE_POLICY=off`: headers pass through untouched (for comparison and emergencies).
     pub enabled: bool,
+    /// `CACHE_STORE=off`: headers only, nothing kept in the worker's cache.
+    pub store: bool,
+    /// Query parameters left out of the cache key (`CACHE_IGNORE_PARAMS`; `*`: a prefix).
+    pub ignored_params: Vec<String>,
+    /// HTML's edge windows (`CACHE_HTML_TTL`, `CACHE_HTML_SWR`, `CACHE_HTML_SIE`).
+    pub html: Freshness,
 }
 
 pub const DEFAULT_SESSION_COOKIES: &str = "session,sessionid,sid,connect.sid,PHPSESSID,JSESSIONID,laravel_session,_session_id,wordpress_logged_in_*";
@@ -85,6 +103,9 @@ impl Default for Policy {
             session_cookies: DEFAULT_SESSION_COOKIES.split(',').map(str::to_string).collect(),
             explain_header: Some(DEFAULT_EXPLAIN_HEADER.into()),
             enabled: true,
+            store: true,
+            ignored_params: stored::DEFAULT_IGNORED_PARAMS.split(',').map(str::to_string).collect(),
+            html: Freshness::from_directives(Class::Html.cdn()),
         }
     }
 }
@@ -154,8 +175,8 @@ impl Policy {
         None
     }
 
-    /// Before the origin answers: the class the request alone implies (None: undecided, so the zone
-    /// cache keeps its own defaults, which do not store HTML or JSON).
+    /// Before the origin answers: the class the request alone implies (None: undecided). Used only to
+    /// skip the worker's cache for requests that can never be public; nothing is stored on it.
     pub fn before(&self, req: &RequestFacts) -> Option<Decision> {
         if let Some(d) = Self::safety_request(req) {
             return Some(d);
@@ -180,6 +201,9 @@ impl Policy {
         }
         if resp.vary.as_deref().is_some_and(|v| v.split(',').any(|f| matches!(f.trim().to_ascii_lowercase().as_str(), "*" | "cookie" | "authorization"))) {
             return d(Class::Private, "builtin:vary");
+        }
+        if resp.origin_private {
+            return d(Class::Private, "builtin:origin-private");
         }
         if resp.status >= 500 {
             return d(Class::Error, "builtin:server-error");
@@ -212,6 +236,11 @@ impl Policy {
     /// The response headers after the policy: upstream cache headers replaced, the class's set, the
     /// explanation added; everything else (ETag, Last-Modified, Vary, Set-Cookie...) untouched.
     pub fn rewrite(&self, origin: &[(String, String)], d: &Decision) -> Vec<(String, String)> {
+        self.rewrite_with(origin, d, None)
+    }
+
+    /// [`Policy::rewrite`], with how the worker's cache took part added to the explanation.
+    pub fn rewrite_with(&self, origin: &[(String, String)], d: &Decision, outcome: Option<&CacheOutcome>) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = origin
             .iter()
             .filter(|(k, _)| !REPLACED.iter().any(|r| k.eq_ignore_ascii_case(r)))
@@ -219,19 +248,22 @@ impl Policy {
             .cloned()
             .collect();
         out.push(("cache-control".into(), d.class.browser().into()));
-        out.push(("cdn-cache-control".into(), d.class.cdn().into()));
-        out.push(("cloudflare-cdn-cache-control".into(), d.class.cdn().into()));
+        let cdn = self.cdn(d.class);
+        out.push(("cdn-cache-control".into(), cdn.to_string()));
+        out.push(("cloudflare-cdn-cache-control".into(), cdn.into_owned()));
         if let Some(h) = &self.explain_header {
-            out.push((h.clone(), format!("{}; rule={}", d.class.as_str(), d.rule)));
+            let how = outcome.map(|o| format!("; {}", o.label())).unwrap_or_default();
+            out.push((h.clone(), format!("{}; rule={}{how}", d.class.as_str(), d.rule)));
         }
         out
     }
 
     /// Everything about one response's headers an operator may ask: what the origin said, what was
-    /// decided and by which rule, what was set, what the zone cache was told, and every conflict.
-    pub fn explain(&self, req: &RequestFacts, status: u16, origin: &[(String, String)]) -> Value {
+    /// decided and by which rule, what was set, every conflict, and what the worker's cache does
+    /// with this URL (`stored`: the copy it holds now, if any) — a predicted hit, stale, miss or
+    /// bypass, and why.
+    pub fn explain(&self, req: &RequestFacts, status: u16, origin: &[(String, String)], key: &str, stored: Option<&StoredMeta>, now_ms: u64) -> Value {
         let resp = ResponseFacts::from_headers(status, origin);
-        let before = self.before(req);
         let decision = self.decide(req, &resp);
         let set = self.rewrite(origin, &decision);
         let mut conflicts = Vec::new();
@@ -253,15 +285,8 @@ impl Policy {
         if decision.rule == "builtin:vary" {
             conflicts.push(format!("Vary: {} cannot be cached by a shared cache: made private", resp.vary.clone().unwrap_or_default()));
         }
-        if let Some(b) = &before {
-            if b.class != decision.class {
-                conflicts.push(format!(
-                    "the zone cache was told {} (rule {}) before the response; the response is {}",
-                    b.class.as_str(),
-                    b.rule,
-                    decision.class.as_str()
-                ));
-            }
+        if decision.rule == "builtin:origin-private" {
+            conflicts.push("the origin marked it private or no-store: kept private whatever the rules say".to_string());
         }
         let cache_headers = |hs: &[(String, String)]| -> Value {
             let m: serde_json::Map<String, Value> = hs
@@ -275,15 +300,38 @@ impl Policy {
                 .collect();
             Value::Object(m)
         };
+        let worker_cache = self.predict(req, &resp, &decision, stored, now_ms);
         json!({
             "status": status,
             "origin": { "headers": cache_headers(origin), "set_cookie": resp.set_cookie },
-            "before_response": before.as_ref().map(|b| json!({ "class": b.class.as_str(), "rule": b.rule })),
-            "zone_cache": cf_for(before.map(|b| b.class)),
             "decision": { "class": decision.class.as_str(), "rule": decision.rule },
             "set": cache_headers(&set),
+            "zone_cache": { "forced": false, "why": "the origin fetch carries no cf cache options: the zone cache follows the origin's own headers and your Cache Rules" },
+            "worker_cache": { "key": key, "prediction": worker_cache.0, "why": worker_cache.1, "stored": stored.map(|m| json!({ "age": m.age_secs(now_ms), "class": m.class.as_str(), "rule": m.rule })) },
             "conflicts": conflicts,
         })
+    }
+
+    /// What the next request for this URL would get from the worker's cache, and why.
+    fn predict(&self, req: &RequestFacts, resp: &ResponseFacts, d: &Decision, stored: Option<&StoredMeta>, now_ms: u64) -> (&'static str, String) {
+        if let Some(why) = self.cache_bypass(req) {
+            return ("bypass", format!("the request is not looked up ({why})"));
+        }
+        if let Some(m) = stored {
+            let age = m.age_secs(now_ms);
+            if let Some(f) = self.freshness(m.class) {
+                match f.state(age) {
+                    stored::Age::Fresh => return ("hit", format!("a copy stored {age} s ago is fresh for {} s", f.ttl)),
+                    stored::Age::Stale => return ("stale", format!("a copy stored {age} s ago is served while it is refreshed (stale-while-revalidate={})", f.swr)),
+                    stored::Age::StaleIfError => return ("miss", format!("a copy stored {age} s ago is used only if the origin fails (stale-if-error={})", f.sie)),
+                    stored::Age::Expired => {}
+                }
+            }
+        }
+        match self.storable(req, resp, d) {
+            Ok(f) => ("miss", format!("nothing usable stored; this {} response would be stored, fresh for {} s", d.class.as_str(), f.ttl)),
+            Err(why) => ("pass", format!("nothing stored; this response would not be stored ({why})")),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use stored::Age;
 
 fn get(path: &str) -> RequestFacts {
     RequestFacts { method: "GET".into(), path: path.into(), ..Default::default() }
@@ -86,23 +87,135 @@ fn errors_not_found_api_and_methods() {
 }
 
 #[test]
-fn the_zone_cache_is_told_the_same_class_before_the_response() {
+fn personal_responses_are_decided_on_the_response_and_never_stored() {
     let p = Policy::default();
-    let cf = cf_for(p.before(&get("/_next/static/chunks/main.js")).map(|d| d.class));
-    assert_eq!(cf.cache_everything, Some(true));
-    assert_eq!(cf.cache_ttl_by_status.get("200-299"), Some(&31_536_000));
-    assert_eq!(cf.cache_ttl_by_status.get("500-599"), Some(&-1));
-    let nav = RequestFacts { accepts_html: true, ..get("/products/42") };
-    assert_eq!(cf_for(p.before(&nav).map(|d| d.class)).cache_ttl_by_status.get("200-299"), Some(&120));
-    let private = cf_for(p.before(&RequestFacts { authorization: true, ..nav.clone() }).map(|d| d.class));
-    assert_eq!((private.cache_everything, private.cache_ttl_by_status.get("100-599")), (Some(false), Some(&-1)));
-    assert_eq!(cf_for(p.before(&get("/api/x")).map(|d| d.class)).cache_ttl_by_status.get("100-599"), Some(&-1));
-    // A JSON fetch to an extensionless path: undecided, the zone cache keeps its defaults.
-    assert_eq!(p.before(&get("/products/42")), None);
-    assert_eq!(cf_for(None), CfCache::default());
-    let json = serde_json::to_value(cf_for(Some(Class::Static))).unwrap();
-    assert_eq!(json["cacheEverything"], true);
-    assert_eq!(json["cacheTtlByStatus"]["200-299"], 86400);
+    // An unlisted session cookie (`_myshop_sess`): the request alone looks anonymous...
+    let alice = RequestFacts { accepts_html: true, ..get("/account") };
+    assert_eq!(p.cache_bypass(&alice), None, "nothing in the request says personal");
+    // ...so the origin's answer decides: private + Vary: Cookie, a fresh Set-Cookie, or a bare
+    // `Cache-Control: private` / `no-store` are private and never stored.
+    let cases = [
+        (vec![("content-type", "text/html"), ("cache-control", "private"), ("vary", "Cookie")], "builtin:vary"),
+        (vec![("content-type", "text/html"), ("set-cookie", "csrf=1; HttpOnly")], "builtin:set-cookie"),
+        (vec![("content-type", "text/html"), ("cache-control", "private, max-age=0")], "builtin:origin-private"),
+        (vec![("content-type", "text/html"), ("cache-control", "no-store")], "builtin:origin-private"),
+        (vec![("content-type", "text/html"), ("cache-control", "public, max-age=600"), ("vary", "Authorization")], "builtin:vary"),
+    ];
+    for (headers, rule) in cases {
+        let origin = h(&headers);
+        let rf = ResponseFacts::from_headers(200, &origin);
+        let d = p.decide(&alice, &rf);
+        assert_eq!((d.class, d.rule.as_str()), (Class::Private, rule), "{headers:?}");
+        assert_eq!(p.storable(&alice, &rf, &d), Err("private"), "{headers:?}");
+        // A user rule cannot make it public.
+        let ruled = Policy { user: rules::parse(r#"[{"id":"all","match":{"path":"/**"},"class":"html"}]"#).unwrap(), ..Default::default() };
+        assert_eq!(ruled.decide(&alice, &rf).class, Class::Private, "{headers:?}");
+    }
+    // The explanation says nothing was forced on the zone cache (it used to be told `html`
+    // before the response, with cacheEverything), and that the worker will not store it.
+    let e = p.explain(&alice, 200, &h(&[("content-type", "text/html"), ("set-cookie", "csrf=1")]), "https://shop.example/account", None, 0);
+    assert_eq!(e["zone_cache"]["forced"], false);
+    assert!(e.get("before_response").is_none());
+    assert_eq!(e["worker_cache"]["prediction"], "pass");
+    assert!(e["worker_cache"]["why"].as_str().unwrap().contains("private"));
+    // Credentials and listed session cookies skip the worker's cache entirely.
+    assert_eq!(p.cache_bypass(&RequestFacts { authorization: true, ..get("/p") }), Some("authorization"));
+    assert_eq!(p.cache_bypass(&RequestFacts { session_cookie: true, ..get("/p") }), Some("session-cookie"));
+    assert_eq!(p.cache_bypass(&RequestFacts { method: "POST".into(), ..get("/p") }), Some("method"));
+    assert_eq!(p.cache_bypass(&RequestFacts { range: true, ..get("/v.mp4") }), Some("range"));
+    assert_eq!(p.cache_bypass(&get("/api/cart")), Some("rule"), "api is never public");
+    assert_eq!(Policy { store: false, ..Default::default() }.cache_bypass(&get("/p")), Some("store-off"));
+}
+
+#[test]
+fn storable_responses() {
+    let p = Policy::default();
+    let page = resp(200, "text/html");
+    let html = Decision { class: Class::Html, rule: "builtin:html".into() };
+    assert_eq!(p.storable(&get("/p/1"), &page, &html), Ok(Freshness { ttl: 120, swr: 60, sie: 86_400 }));
+    assert_eq!(p.storable(&RequestFacts { method: "HEAD".into(), ..get("/p/1") }, &page, &html), Err("head"));
+    assert_eq!(p.storable(&get("/p/1"), &resp(206, "text/html"), &html), Err("status"));
+    assert_eq!(p.storable(&get("/p/1"), &resp(304, ""), &html), Err("status"));
+    assert_eq!(p.storable(&get("/p/1"), &ResponseFacts { vary: Some("Accept-Language".into()), ..page.clone() }, &html), Err("vary"));
+    assert!(p.storable(&get("/p/1"), &ResponseFacts { vary: Some("accept-encoding".into()), ..page.clone() }, &html).is_ok());
+    let nf = Decision { class: Class::NotFound, rule: "builtin:not-found".into() };
+    assert_eq!(p.storable(&get("/gone"), &resp(404, "text/html"), &nf).map(|f| f.ttl), Ok(60));
+    let err = p.decide(&get("/x"), &resp(503, "text/html"));
+    assert_eq!(p.storable(&get("/x"), &resp(503, "text/html"), &err), Err("error"));
+    assert_eq!(p.freshness(Class::Immutable).unwrap().lifetime(), 31_536_000);
+    let f = p.freshness(Class::Html).unwrap();
+    assert_eq!(p.freshness(Class::Api), None);
+    assert_eq!([0, 119, 120, 179, 180, 86_519, 86_520].map(|a| f.state(a)), [Age::Fresh, Age::Fresh, Age::Stale, Age::Stale, Age::StaleIfError, Age::StaleIfError, Age::Expired]);
+    assert_eq!(f.lifetime(), 120 + 86_400);
+}
+
+#[test]
+fn the_cache_key_leaves_out_click_and_campaign_parameters() {
+    let p = Policy::default();
+    let k = |q: Option<&str>| p.cache_key("https://shop.example", "/p/42", q);
+    assert_eq!(k(None), "https://shop.example/p/42");
+    for q in ["fbclid=A", "fbclid=B&utm_source=fb", "utm_campaign=x&UTM_MEDIUM=y&gclid=1&msclkid=2&ttclid=3", ""] {
+        assert_eq!(k(Some(q)), "https://shop.example/p/42", "{q}");
+    }
+    assert_eq!(k(Some("b=2&fbclid=A&a=1")), "https://shop.example/p/42?a=1&b=2", "order normalised, click id gone");
+    assert_eq!(k(Some("a=1&b=2")), k(Some("b=2&a=1")));
+    assert_eq!(k(Some("c=2&c=1")), "https://shop.example/p/42?c=2&c=1", "repeated names keep their order");
+    assert_ne!(k(Some("id=1")), k(Some("id=2")));
+    let custom = Policy { ignored_params: vec!["ref".into(), "aff_*".into()], ..Default::default() };
+    assert_eq!(custom.cache_key("https://s", "/p", Some("ref=x&aff_id=3&fbclid=A")), "https://s/p?fbclid=A", "the list is configurable");
+    let errs = crate::config::Config::from_source(&[("CACHE_IGNORE_PARAMS", "fbclid,a=b")][..]).unwrap_err();
+    assert_eq!(errs[0].variable, "CACHE_IGNORE_PARAMS");
+    assert_eq!(stored::url_origin("http://127.0.0.1:8787/p?x=1"), "http://127.0.0.1:8787");
+}
+
+#[test]
+fn a_stored_copy_keeps_its_canonical_headers_and_says_how_it_was_served() {
+    let p = Policy::default();
+    let origin = h(&[("content-type", "text/html"), ("cache-control", "public, max-age=3600"), ("surrogate-control", "max-age=1"), ("etag", "\"p42\"")]);
+    let d = p.decide(&get("/p/42"), &ResponseFacts::from_headers(200, &origin));
+    let meta = StoredMeta { at_ms: 1_000_000, class: d.class, rule: d.rule.clone() };
+    let stored = p.stored_headers(&p.rewrite(&origin, &d), &meta, p.freshness(d.class).unwrap());
+    assert_eq!(header(&stored, "cache-control"), vec!["public, max-age=86520"], "the Cache API keeps it for every window");
+    assert!(header(&stored, "cdn-cache-control").is_empty() && header(&stored, "x-edgekeeper-cache").is_empty());
+    assert_eq!(StoredMeta::parse(header(&stored, stored::STORED_HEADER)[0]), Some(meta.clone()));
+    let served = p.served_from_store(&stored, &meta, 1_030_500, &CacheOutcome::Hit);
+    assert_eq!(header(&served, "cache-control"), vec!["public, max-age=0, must-revalidate"]);
+    assert_eq!(header(&served, "cdn-cache-control"), vec!["public, max-age=120, stale-while-revalidate=60, stale-if-error=86400"]);
+    assert_eq!(header(&served, "x-edgekeeper-cache"), vec!["html; rule=builtin:html; hit"]);
+    assert_eq!(header(&served, "age"), vec!["30"]);
+    assert_eq!(header(&served, "etag"), vec!["\"p42\""]);
+    assert!(header(&served, stored::STORED_HEADER).is_empty(), "the record never reaches a client");
+    assert_eq!(StoredMeta::parse("at=x; class=html; rule=r"), None);
+    assert_eq!(StoredMeta::parse("garbage"), None);
+}
+
+#[test]
+fn conditional_requests_against_a_stored_copy() {
+    let lm = "Wed, 25 Nov 2026 10:00:00 GMT";
+    assert!(stored::not_modified(Some("\"p42\""), None, Some("\"p42\""), None));
+    assert!(stored::not_modified(Some("W/\"p42\", \"x\""), None, Some("\"p42\""), None));
+    assert!(stored::not_modified(Some("*"), None, Some("\"p42\""), None));
+    assert!(!stored::not_modified(Some("\"old\""), Some(lm), Some("\"p42\""), Some(lm)), "If-None-Match wins");
+    assert!(stored::not_modified(None, Some(lm), None, Some(lm)));
+    assert!(!stored::not_modified(None, None, Some("\"p42\""), Some(lm)));
+}
+
+#[test]
+fn purge_records_cover_urls_and_prefixes_stored_before_them() {
+    let p = Policy::default();
+    assert_eq!(stored::purge_target(&p, Some("https://shop.example/p/42?utm_source=x&b=1&a=2"), None), Ok("url:/p/42?a=2&b=1".into()));
+    assert_eq!(stored::purge_target(&p, Some("/p/42"), None), Ok("url:/p/42".into()));
+    assert_eq!(stored::purge_target(&p, None, Some("/p/")), Ok("prefix:/p/".into()));
+    assert!(stored::purge_target(&p, None, Some("p/")).is_err());
+    assert!(stored::purge_target(&p, Some("ftp://x/y"), None).is_err());
+    assert!(stored::purge_target(&p, Some("/a"), Some("/b")).is_err());
+    assert!(stored::purge_target(&p, None, None).is_err());
+    let purges = Purges { records: vec![("url:/p/42".into(), 2_000), ("prefix:/blog/".into(), 5_000)] };
+    assert!(purges.covers("/p/42", 1_000));
+    assert!(!purges.covers("/p/42", 3_000), "stored after the purge");
+    assert!(!purges.covers("/p/42?a=1", 1_000));
+    assert!(purges.covers("/blog/x?y=1", 4_999));
+    assert!(!purges.covers("/blo", 1));
 }
 
 #[test]
@@ -168,14 +281,24 @@ fn globs_and_fingerprints() {
 fn explain_lists_origin_headers_decision_and_conflicts() {
     let p = Policy::default();
     let origin = h(&[("content-type", "text/html"), ("cache-control", "public, max-age=3600"), ("set-cookie", "cart=1"), ("surrogate-control", "max-age=60")]);
-    let e = p.explain(&RequestFacts { accepts_html: true, ..get("/p/1") }, 200, &origin);
+    let e = p.explain(&RequestFacts { accepts_html: true, ..get("/p/1") }, 200, &origin, "https://shop.example/p/1", None, 0);
     assert_eq!(e["decision"]["class"], "private");
     assert_eq!(e["decision"]["rule"], "builtin:set-cookie");
     assert_eq!(e["origin"]["headers"]["cache-control"], "public, max-age=3600");
     assert_eq!(e["set"]["cache-control"], "private, no-store");
-    assert_eq!(e["zone_cache"]["cacheEverything"], true);
+    assert_eq!(e["zone_cache"]["forced"], false, "nothing is forced on the zone cache, least of all for a Set-Cookie response");
     let conflicts: Vec<&str> = e["conflicts"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert!(conflicts.iter().any(|c| c.contains("Set-Cookie made a html response private")), "{conflicts:?}");
     assert!(conflicts.iter().any(|c| c.starts_with("origin sent surrogate-control")), "{conflicts:?}");
-    assert!(conflicts.iter().any(|c| c.contains("zone cache was told html")), "{conflicts:?}");
+    assert!(!conflicts.iter().any(|c| c.contains("zone cache was told")), "{conflicts:?}");
+    // The worker cache's prediction follows the copy it holds.
+    let page = h(&[("content-type", "text/html")]);
+    let nav = RequestFacts { accepts_html: true, ..get("/p/2") };
+    let predict = |stored: Option<&StoredMeta>, now: u64| p.explain(&nav, 200, &page, "k", stored, now)["worker_cache"]["prediction"].as_str().unwrap().to_string();
+    let meta = StoredMeta { at_ms: 0, class: Class::Html, rule: "builtin:html".into() };
+    assert_eq!(predict(None, 0), "miss");
+    assert_eq!(predict(Some(&meta), 10_000), "hit");
+    assert_eq!(predict(Some(&meta), 150_000), "stale");
+    assert_eq!(predict(Some(&meta), 1_000_000), "miss");
+    assert_eq!(p.explain(&RequestFacts { authorization: true, ..nav.clone() }, 200, &page, "k", Some(&meta), 0)["worker_cache"]["prediction"], "bypass");
 }

@@ -96,18 +96,24 @@ async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError>
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
     let method = req.method();
     let route = router::route(method.as_ref(), &split_url(&req.inner().url()).path);
-    if route == Route::Site {
-        return proxy::site(req, &env).await;
+    match route {
+        Route::Site => return proxy::site(req, &env, &ctx).await,
+        Route::Assets => return proxy::assets(req, &env).await,
+        _ => {}
     }
     let head = method == WMethod::Head;
     let cfg = Config::from_source(&EnvVars(&env));
     let reply = match incoming(&mut req, route.body_limit(cfg.as_ref().ok())).await {
         Ok(inc) => {
-            let ctx = Ctx { cfg: &cfg, out: &WorkerOutbound, iso: isolate(), sink: &QueueSink(&env) };
+            let stored = match (&cfg, route) {
+                (Ok(c), Route::AdminCacheExplain) => proxy::stored_for_explain(c, &inc).await,
+                _ => None,
+            };
+            let ctx = Ctx { cfg: &cfg, out: &WorkerOutbound, iso: isolate(), sink: &QueueSink(&env), stored };
             router::handle(route, &inc, &ctx).await
         }
         Err(e) => e.into_reply(),

@@ -1,17 +1,25 @@
-//! Site traffic: the site's static assets first (GET/HEAD), then the origin, with the cache policy
-//! applied to both. The policy's class for the request goes on the origin fetch as `cf` options (what
-//! the zone cache stores); the class for the response decides the headers. Bodies stream through
-//! untouched. On a Cloudflare route `fetch(request)` reaches the zone's origin; locally `ORIGIN_URL`
-//! names it. A bad edgekeeper setting never takes the site down: traffic then passes untouched.
+//! Site traffic. `/__edgekeeper/*` is the worker's own assets (tracker, dashboard); every other path
+//! is the origin's, fetched without `cf` cache options (the zone cache follows the origin's own
+//! headers, so nothing the origin marks personal is stored there on our say-so). The policy
+//! decides the class on the response; public classes are kept in the Workers Cache API
+//! (`caches.default`) with their canonical headers and later answered from it, fresh, stale while
+//! a refresh runs, or stale when the origin fails. Bodies stream through untouched (a stored copy
+//! is a tee of the same stream). On a Cloudflare route `fetch(request)` reaches the zone's origin;
+//! locally `ORIGIN_URL` names it. A bad edgekeeper setting never takes the site down: traffic then
+//! passes untouched.
 
-use wasm_bindgen::JsValue;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use worker::web_sys;
-use worker::{Env, Fetch, Headers, Method as WMethod, Request, Response};
+use worker::{Cache, Context, Env, Fetch, Headers, Method as WMethod, Request, Response};
 
-use super::{to_response, EnvVars};
-use crate::cache_policy::{cf_for, Policy, RequestFacts, ResponseFacts, DEFAULT_EXPLAIN_HEADER};
+use super::{isolate, to_response, EnvVars, WorkerOutbound};
+use crate::cache_policy::stored::{not_modified, url_origin, Age};
+use crate::cache_policy::{CacheOutcome, Policy, RequestFacts, ResponseFacts, StoredMeta, DEFAULT_EXPLAIN_HEADER};
 use crate::config::Config;
 use crate::error::AppError;
+use crate::http::Outbound;
 use crate::request::split_url;
 
 fn is_local(host: &str) -> bool {
@@ -27,97 +35,236 @@ pub fn request_facts(req: &Request, policy: &Policy) -> RequestFacts {
         authorization: get("authorization").is_some(),
         session_cookie: get("cookie").is_some_and(|c| policy.has_session_cookie(&c)),
         accepts_html: get("accept").is_some_and(|a| a.contains("text/html")),
+        range: get("range").is_some(),
     }
 }
 
-/// Rebuilds the response with the policy's headers around the same (streamed) body.
-fn apply(policy: &Policy, facts: &RequestFacts, resp: Response) -> worker::Result<Response> {
-    let status = resp.status_code();
-    let origin: Vec<(String, String)> = resp.headers().entries().collect();
-    let decision = policy.decide(facts, &ResponseFacts::from_headers(status, &origin));
-    super::isolate().count(decision.class.counter(), 1);
+/// The same status and (streamed) body with other headers (a fetched response's are immutable).
+fn with_headers(resp: Response, pairs: &[(String, String)]) -> worker::Result<Response> {
     let headers = Headers::new();
-    for (k, v) in policy.rewrite(&origin, &decision) {
-        headers.append(&k, &v)?;
+    for (k, v) in pairs {
+        headers.append(k, v)?;
     }
     let (builder, body) = resp.into_parts();
     Ok(builder.with_headers(headers).body(body))
 }
 
-/// The origin request: same method, headers (but Host) and streamed body, redirects handed back to
-/// the browser, and the zone-cache options of the class decided before the response.
-fn origin_request(req: &Request, url: &str, cf: Option<&crate::cache_policy::CfCache>) -> worker::Result<Request> {
+/// The policy's headers on an origin or asset response; with a cache `key`, a copy to store when
+/// the response may be kept (the client's body and the copy's are one tee'd stream).
+fn answer(policy: &Policy, facts: &RequestFacts, mut resp: Response, key: Result<&str, &'static str>, now_ms: u64) -> worker::Result<(Response, Option<Response>)> {
+    let status = resp.status_code();
+    let origin: Vec<(String, String)> = resp.headers().entries().collect();
+    let rf = ResponseFacts::from_headers(status, &origin);
+    let d = policy.decide(facts, &rf);
+    isolate().count(d.class.counter(), 1);
+    let (copy, outcome) = match key.map(|_| policy.storable(facts, &rf, &d)) {
+        Ok(Ok(fresh)) => {
+            let meta = StoredMeta { at_ms: now_ms, class: d.class, rule: d.rule.clone() };
+            let stored = policy.stored_headers(&policy.rewrite(&origin, &d), &meta, fresh);
+            (Some(with_headers(resp.cloned()?, &stored)?), CacheOutcome::Miss)
+        }
+        Ok(Err(why)) => (None, CacheOutcome::Pass(why)),
+        Err(why) => (None, CacheOutcome::Bypass(why)),
+    };
+    Ok((with_headers(resp, &policy.rewrite_with(&origin, &d, Some(&outcome)))?, copy))
+}
+
+/// A stored copy as the client gets it: canonical headers, `Age`, 304 for a matching validator,
+/// no body for HEAD.
+fn serve(policy: &Policy, req: &Request, copy: Response, meta: &StoredMeta, now_ms: u64, outcome: CacheOutcome) -> worker::Result<Response> {
+    let stored: Vec<(String, String)> = copy.headers().entries().collect();
+    let headers = policy.served_from_store(&stored, meta, now_ms, &outcome);
+    isolate().count(meta.class.counter(), 1);
+    isolate().count(if matches!(outcome, CacheOutcome::Hit) { "worker_cache_hit" } else { "worker_cache_stale" }, 1);
+    let h = req.headers();
+    let find = |name: &str| stored.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    if not_modified(h.get("if-none-match").ok().flatten().as_deref(), h.get("if-modified-since").ok().flatten().as_deref(), find("etag"), find("last-modified")) {
+        let kept: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")).collect();
+        let out = Headers::new();
+        for (k, v) in &kept {
+            out.append(k, v)?;
+        }
+        return Ok(Response::builder().with_status(304).with_headers(out).empty());
+    }
+    let resp = with_headers(copy, &headers)?;
+    if req.method() == WMethod::Head {
+        let (builder, _) = resp.into_parts();
+        return Ok(builder.empty());
+    }
+    Ok(resp)
+}
+
+/// The origin request: same method (or GET for a refresh), headers but Host (and, for a refresh,
+/// the client's validators: the copy needs a full body), streamed body, redirects handed back to
+/// the browser. No `cf` options.
+fn origin_request(req: &Request, url: &str, refresh: bool) -> worker::Result<Request> {
     let headers = web_sys::Headers::new()?;
     for (k, v) in req.headers().entries() {
-        if !k.eq_ignore_ascii_case("host") {
+        let validator = matches!(k.to_ascii_lowercase().as_str(), "if-none-match" | "if-modified-since" | "range");
+        if !k.eq_ignore_ascii_case("host") && !(refresh && validator) {
             headers.append(&k, &v)?;
         }
     }
     let init = web_sys::RequestInit::new();
-    init.set_method(req.method().as_ref());
+    let method = req.method();
+    init.set_method(if refresh { "GET" } else { method.as_ref() });
     init.set_headers(&headers);
     init.set_redirect(web_sys::RequestRedirect::Manual);
-    if !matches!(req.method(), WMethod::Get | WMethod::Head) {
+    if !refresh && !matches!(req.method(), WMethod::Get | WMethod::Head) {
         if let Some(body) = req.inner().body() {
             init.set_body(&body);
         }
     }
-    if let Some(cf) = cf.filter(|c| **c != Default::default()) {
-        // Only the options we decide (workers-rs' CfProperties would also send cacheTtl: 0 etc.).
-        let obj = js_sys::JSON::parse(&serde_json::to_string(cf).unwrap_or_else(|_| "{}".into()))?;
-        js_sys::Reflect::set(&init, &JsValue::from_str("cf"), &obj)?;
-    }
     Ok(Request::from(web_sys::Request::new_with_str_and_init(url, &init)?))
 }
 
-pub async fn site(req: Request, env: &Env) -> worker::Result<Response> {
+fn not_found(path: &str, head: bool) -> worker::Result<Response> {
+    to_response(AppError::NotFound(path.chars().take(200).collect()).into_reply(), head)
+}
+
+/// `/__edgekeeper/*`: the worker's own files, with the policy's headers; never the origin.
+pub async fn assets(req: Request, env: &Env) -> worker::Result<Response> {
+    let head = req.method() == WMethod::Head;
+    let path = split_url(&req.inner().url()).path;
+    let Ok(assets) = env.assets("ASSETS") else { return not_found(&path, head) };
+    let resp = assets.fetch_request(req.clone()?).await?;
+    if resp.status_code() == 404 {
+        return not_found(&path, head);
+    }
     let cfg = Config::from_source(&EnvVars(env));
-    let policy = cfg.as_ref().ok().map(|c| &c.cache).filter(|p| p.enabled);
-    let facts = policy.map(|p| request_facts(&req, p));
+    match cfg.as_ref().ok().map(|c| &c.cache).filter(|p| p.enabled) {
+        Some(p) => Ok(answer(p, &request_facts(&req, p), resp, Err("worker-asset"), 0)?.0),
+        None => Ok(resp),
+    }
+}
+
+/// Keys being refreshed by this isolate, and since when: one refresh per stale copy at a time.
+fn refreshing() -> &'static RefCell<HashMap<String, u64>> {
+    thread_local! {
+        static R: &'static RefCell<HashMap<String, u64>> = Box::leak(Box::default());
+    }
+    R.with(|r| *r)
+}
+
+/// The stored copy for `key`, unless a purge record covers it.
+async fn lookup(cfg: &Config, cache: &Cache, key: &str, site: &str, origin: &str) -> Option<(Response, StoredMeta)> {
+    let copy = cache.get(key, false).await.ok().flatten()?;
+    let meta = copy.headers().get(crate::cache_policy::stored::STORED_HEADER).ok().flatten().and_then(|v| StoredMeta::parse(&v))?;
+    let purges = crate::cache_purge::current(cfg, &WorkerOutbound, isolate(), site).await;
+    if purges.covers(&key[origin.len()..], meta.at_ms) {
+        let _ = cache.delete(key, false).await;
+        return None;
+    }
+    Some((copy, meta))
+}
+
+/// The copy the worker's cache holds for the URL `/admin/cache/explain` asks about (purges applied).
+pub async fn stored_for_explain(cfg: &Config, req: &crate::request::Incoming) -> Option<StoredMeta> {
+    let t = crate::admin::explain_target(req, cfg).ok()?;
+    let origin = url_origin(&t.key);
+    let host = split_url(&t.key).host;
+    lookup(cfg, &Cache::default(), &t.key, &host, &origin).await.map(|(_, meta)| meta)
+}
+
+async fn fetch_origin(req: Request) -> worker::Result<Response> {
+    Fetch::Request(req).send().await
+}
+
+async fn put(key: String, copy: Response) {
+    if Cache::default().put(key.as_str(), copy).await.is_err() {
+        isolate().count("worker_cache_put_failed", 1);
+    }
+}
+
+pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Response> {
+    let cfg = Config::from_source(&EnvVars(env));
     let method = req.method();
+    let head = method == WMethod::Head;
     let raw_url = req.inner().url();
     let url = split_url(&raw_url);
-
-    if matches!(method, WMethod::Get | WMethod::Head) {
-        if let Ok(assets) = env.assets("ASSETS") {
-            let resp = assets.fetch_request(req.clone()?).await?;
-            if resp.status_code() != 404 {
-                return match (policy, &facts) {
-                    (Some(p), Some(f)) => apply(p, f, resp),
-                    _ => Ok(resp),
-                };
-            }
-        }
-    }
-
     let origin = match &cfg {
         Ok(c) => c.origin_url.clone(),
         Err(_) => crate::config::origin_url_only(&EnvVars(env)),
     };
     let target = match origin {
-        Some(base) => format!("{base}{}{}", url.path, url.query.map(|q| format!("?{q}")).unwrap_or_default()),
-        None if is_local(&url.host) => return to_response(AppError::NoOrigin.into_reply(), method == WMethod::Head),
-        None => raw_url,
+        Some(base) => format!("{base}{}{}", url.path, url.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()),
+        None if is_local(&url.host) => return to_response(AppError::NoOrigin.into_reply(), head),
+        None => raw_url.clone(),
     };
-    let before = match (policy, &facts) {
-        (Some(p), Some(f)) => p.before(f),
-        _ => None,
+    let unreachable = |e: worker::Error| {
+        to_response(AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 }.into_reply(), head)
     };
-    let cf = cf_for(before.map(|d| d.class));
-    let resp = Fetch::Request(origin_request(&req, &target, policy.map(|_| &cf))?).send().await?;
-    match (policy, &facts, &cfg) {
-        (Some(p), Some(f), _) => apply(p, f, resp),
+
+    let Some(cfg) = cfg.as_ref().ok().filter(|c| c.cache.enabled) else {
+        let resp = match Fetch::Request(origin_request(&req, &target, false)?).send().await {
+            Ok(r) => r,
+            Err(e) => return unreachable(e),
+        };
         // Invalid configuration: untouched, but say why nothing was applied.
-        (None, _, Err(_)) => {
-            // A fetched response's headers are immutable: rebuild them around the same body.
-            let headers = Headers::new();
-            for (k, v) in resp.headers().entries() {
-                headers.append(&k, &v)?;
+        return match &cfg {
+            Err(_) => {
+                let mut pairs: Vec<(String, String)> = resp.headers().entries().collect();
+                pairs.push((DEFAULT_EXPLAIN_HEADER.into(), "bypass; reason=config-invalid".into()));
+                with_headers(resp, &pairs)
             }
-            headers.set(DEFAULT_EXPLAIN_HEADER, "bypass; reason=config-invalid")?;
-            let (builder, body) = resp.into_parts();
-            Ok(builder.with_headers(headers).body(body))
-        }
-        _ => Ok(resp),
+            Ok(_) => Ok(resp),
+        };
+    };
+    let policy = &cfg.cache;
+    let facts = request_facts(&req, policy);
+    let now = WorkerOutbound.now_ms() as u64;
+    let send = |refresh: bool| origin_request(&req, &target, refresh).map(fetch_origin);
+
+    if let Some(why) = policy.cache_bypass(&facts) {
+        let resp = match send(false)?.await {
+            Ok(r) => r,
+            Err(e) => return unreachable(e),
+        };
+        return Ok(answer(policy, &facts, resp, Err(why), now)?.0);
     }
+    let site_origin = url_origin(&raw_url);
+    let key = policy.cache_key(&site_origin, &url.path, url.query.as_deref());
+    let cache = Cache::default();
+    let stored = lookup(cfg, &cache, &key, &url.host, &site_origin).await;
+    let mut stale_if_error = None;
+    if let Some((copy, meta)) = stored {
+        match policy.freshness(meta.class).map(|f| f.state(meta.age_secs(now))) {
+            Some(Age::Fresh) => return serve(policy, &req, copy, &meta, now, CacheOutcome::Hit),
+            Some(Age::Stale) => {
+                let started = refreshing().borrow().get(&key).copied();
+                if started.is_none_or(|at| now.saturating_sub(at) > 30_000) {
+                    refreshing().borrow_mut().insert(key.clone(), now);
+                    let (pending, policy2, facts2, key2) = (send(true)?, policy.clone(), RequestFacts { method: "GET".into(), ..facts.clone() }, key.clone());
+                    ctx.wait_until(async move {
+                        if let Ok(resp) = pending.await {
+                            if let Ok((_, Some(copy))) = answer(&policy2, &facts2, resp, Ok(&key2), WorkerOutbound.now_ms() as u64) {
+                                put(key2.clone(), copy).await;
+                            }
+                        }
+                        refreshing().borrow_mut().remove(&key2);
+                    });
+                }
+                return serve(policy, &req, copy, &meta, now, CacheOutcome::Stale);
+            }
+            Some(Age::StaleIfError) => stale_if_error = Some((copy, meta)),
+            _ => {}
+        }
+    }
+    let fetched = send(false)?.await;
+    if let Some((copy, meta)) = stale_if_error {
+        if fetched.as_ref().map_or(true, |r| r.status_code() >= 500) {
+            isolate().count("worker_cache_stale_if_error", 1);
+            return serve(policy, &req, copy, &meta, now, CacheOutcome::StaleIfError);
+        }
+    }
+    let resp = match fetched {
+        Ok(r) => r,
+        Err(e) => return unreachable(e),
+    };
+    let (served, copy) = answer(policy, &facts, resp, Ok(&key), now)?;
+    if let Some(copy) = copy {
+        isolate().count("worker_cache_miss_stored", 1);
+        ctx.wait_until(put(key, copy));
+    }
+    Ok(served)
 }

@@ -17,6 +17,8 @@ pub enum Module {
     Zaraz,
     /// Delivered markers (idempotent queue consumer).
     Sent,
+    /// Purge records of the worker's cache.
+    Cache,
 }
 
 impl Module {
@@ -28,11 +30,12 @@ impl Module {
             Module::Stats => "stats",
             Module::Zaraz => "zaraz",
             Module::Sent => "sent",
+            Module::Cache => "cache",
         }
     }
 
     pub fn parse(s: &str) -> Option<Module> {
-        [Module::Evt, Module::Rl, Module::Dlq, Module::Stats, Module::Zaraz, Module::Sent].into_iter().find(|m| m.as_str() == s)
+        [Module::Evt, Module::Rl, Module::Dlq, Module::Stats, Module::Zaraz, Module::Sent, Module::Cache].into_iter().find(|m| m.as_str() == s)
     }
 }
 
@@ -98,7 +101,7 @@ mod tests {
 
     #[test]
     fn modules_round_trip() {
-        for m in [Module::Evt, Module::Rl, Module::Dlq, Module::Stats, Module::Zaraz, Module::Sent] {
+        for m in [Module::Evt, Module::Rl, Module::Dlq, Module::Stats, Module::Zaraz, Module::Sent, Module::Cache] {
             assert_eq!(Module::parse(m.as_str()), Some(m));
         }
         assert_eq!(Module::parse("nope"), None);

@@ -73,6 +73,8 @@ pub struct Isolate {
     pending_books: RefCell<std::collections::BTreeMap<String, PendingBooks>>,
     /// Match-key counts of accepted events per (site, event name), waiting likewise.
     pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
+    /// Purge records of the worker's cache per site, and when they were read from the store.
+    pub purges: RefCell<std::collections::BTreeMap<String, (f64, crate::cache_policy::Purges)>>,
 }
 
 /// Book entries not yet written to the store.
@@ -113,6 +115,7 @@ impl Default for Isolate {
             counters: RefCell::default(),
             pending_books: RefCell::default(),
             pending_match: RefCell::default(),
+            purges: RefCell::default(),
         }
     }
 }

@@ -5,10 +5,12 @@
 
 import { createServer } from 'node:http';
 
-export async function startLayerFightOrigin() {
+// `delayMs`: the origin takes that long before it answers (a real shop's time to first byte).
+export async function startLayerFightOrigin({ delayMs = 0 } = {}) {
   const log = [];
   let bigFinishedAt = 0;
-  const server = createServer((req, res) => {
+  const server = createServer((req, res) => (delayMs > 0 ? setTimeout(() => handle(req, res), delayMs) : handle(req, res)));
+  const handle = (req, res) => {
     log.push({ method: req.method, url: req.url, cookie: req.headers.cookie ?? null });
     const send = (status, headers, body = '') => { res.writeHead(status, headers); res.end(req.method === 'HEAD' ? undefined : body); };
     const path = req.url.split('?')[0];
@@ -51,7 +53,7 @@ export async function startLayerFightOrigin() {
       default:
         return send(404, { 'content-type': 'text/html', 'cache-control': 'max-age=86400' }, 'not here');
     }
-  });
+  };
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${server.address().port}`,

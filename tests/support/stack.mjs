@@ -184,9 +184,18 @@ export const TEST_SECRETS = {
   ADMIN_TOKEN: 'test-admin-token-9d2e4f6a8b',
 };
 
-/** redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings. */
-export async function startStack({ vars = {}, meta: metaOptions = {}, persistentRedis = false, ...workerOptions } = {}) {
+/**
+ * redis + upstash-local + the Meta fake + worker, wired together; `vars` override settings.
+ * `shop: true` also starts the demo shop origin (tools/demo-origin.mjs over build/shop/) first and
+ * points ORIGIN_URL at it (unless `vars` sets ORIGIN_URL); `stack.shop` is it.
+ */
+export async function startStack({ vars = {}, meta: metaOptions = {}, persistentRedis = false, shop: withShop = false, ...workerOptions } = {}) {
   const { startMetaFake } = await import('../fakes/meta-graph.mjs');
+  let shop = null;
+  if (withShop) {
+    const { startDemoOrigin } = await import('../../tools/demo-origin.mjs');
+    shop = await startDemoOrigin();
+  }
   const redis = await startRedis({ persistent: persistentRedis });
   const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
   const meta = await startMetaFake({ accessToken: TEST_SECRETS.META_ACCESS_TOKEN, ...metaOptions });
@@ -200,6 +209,7 @@ export async function startStack({ vars = {}, meta: metaOptions = {}, persistent
     CLOUDFLARE_API_TOKEN: TEST_SECRETS.CLOUDFLARE_API_TOKEN,
     CLOUDFLARE_ZONE_ID: '0123456789abcdef0123456789abcdef',
     ADMIN_TOKEN: TEST_SECRETS.ADMIN_TOKEN,
+    ...(shop ? { ORIGIN_URL: shop.url } : {}),
     ...vars,
   };
   const worker = await startWorker({ ...workerOptions, vars: stackVars });
@@ -209,12 +219,14 @@ export async function startStack({ vars = {}, meta: metaOptions = {}, persistent
     store,
     meta,
     worker,
+    shop,
     url: worker.url,
     async stop() {
       await worker.stop();
       await meta.close();
       await store.stop();
       await redis.destroy();
+      await shop?.close();
     },
   };
   return stack;

@@ -1,4 +1,5 @@
-// The worker's own paths answer JSON; everything else is the site's: assets from www/, then the origin.
+// The worker's own paths answer JSON or its own files (`/__edgekeeper/*`); everything else is the
+// origin's, including `/` (a deployment never shadows the site's pages).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,11 +29,14 @@ after(async () => {
   origin?.close();
 });
 
-test('www/ is served as static assets', async () => {
-  const r = await fetch(`${worker.url}/`);
+test('the worker\'s own files are under /__edgekeeper/; / is the origin\'s', async () => {
+  const r = await fetch(`${worker.url}/__edgekeeper/dashboard`);
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /text\/html/);
   assert.match(await r.text(), /edgekeeper/);
+  const root = await fetch(`${worker.url}/`);
+  assert.equal(root.status, 201);
+  assert.equal(await root.text(), 'origin saw GET /');
 });
 
 test('unknown paths under the worker prefixes are JSON 404s, never the origin', async () => {

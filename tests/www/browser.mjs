@@ -1,5 +1,7 @@
 // Shared helpers for the www suites: real Chromium through playwright-core, page error collection,
-// a check that build/www is the build of www/, and small waits.
+// a check that build/edge and build/shop are the builds of www/edge and www/shop, and small waits.
+// The suites run the worker with the demo shop (tools/demo-origin.mjs) as its origin: the shop's
+// pages and /assets/* come through the worker from there, /__edgekeeper/* from the worker's assets.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -81,40 +83,67 @@ export async function outboxSize(page) {
 }
 
 /**
- * build/www must be the build of www/ (tools/build-www.mjs): the same files, with every
- * /assets/name.ext renamed name.<10 hex>.ext and referenced by that name. Fails with the command to
- * run when someone changed www/ without rebuilding.
+ * The two trees tools/build-www.mjs builds: www/edge → build/edge (the worker's assets, deployed: all
+ * under /__edgekeeper/) and www/shop → build/shop (the demo shop, served by tools/demo-origin.mjs).
+ * `assets` is the folder whose files are fingerprinted.
+ */
+export const TREES = [
+  { src: 'www/edge', out: 'build/edge', assets: '__edgekeeper/assets/' },
+  { src: 'www/shop', out: 'build/shop', assets: 'assets/' },
+];
+/** Files kept as one copy per tree (the shop and the worker are served apart): they must not drift. */
+export const SHARED = [['www/shop/assets/style.css', 'www/edge/__edgekeeper/assets/style.css'], ['www/shop/assets/icon.svg', 'www/edge/__edgekeeper/assets/icon.svg']];
+
+/**
+ * build/edge and build/shop must be the builds of www/edge and www/shop (tools/build-www.mjs): the
+ * same files, with every file in the tree's assets folder renamed name.<10 hex>.ext and referenced by
+ * that name. Fails with the command to run when someone changed www/ without rebuilding. Also: the
+ * deployed tree holds nothing outside /__edgekeeper/ (it must never shadow a shop's page), and the
+ * tracker keeps its stable, unhashed name.
  */
 export function assertBuilt() {
-  const src = join(ROOT, 'www');
-  const out = join(ROOT, 'build', 'www');
   const files = (dir) => readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? files(join(dir, n)) : [join(dir, n)]));
   const unhash = (t) => t.replace(/(\/assets\/[\w/-]+)\.[0-9a-f]{10}(\.\w+)/g, '$1$2');
-  let built;
-  try { built = files(out).map((p) => relative(out, p)); } catch { built = []; }
-  const hint = 'build/www is not the build of www/: run `node tools/build-www.mjs`';
-  for (const p of files(src)) {
-    const rel = relative(src, p);
-    let target = rel;
-    if (rel.startsWith('assets/')) {
-      const dot = rel.lastIndexOf('.');
-      const re = new RegExp(`^${rel.slice(0, dot).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[0-9a-f]{10}${rel.slice(dot).replace('.', '\\.')}$`);
-      target = built.find((b) => re.test(b));
-      assert.ok(target, `${hint} (no hashed copy of ${rel})`);
+  const esc = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const tree of TREES) {
+    const src = join(ROOT, tree.src);
+    const out = join(ROOT, tree.out);
+    let built;
+    try { built = files(out).map((p) => relative(out, p)); } catch { built = []; }
+    const hint = `${tree.out} is not the build of ${tree.src}/: run \`node tools/build-www.mjs\``;
+    const sources = files(src);
+    assert.equal(built.length, sources.length, `${hint} (${built.length} files built from ${sources.length})`);
+    for (const p of sources) {
+      const rel = relative(src, p);
+      let target = rel;
+      if (rel.startsWith(tree.assets)) {
+        const dot = rel.lastIndexOf('.');
+        const re = new RegExp(`^${esc(rel.slice(0, dot))}\\.[0-9a-f]{10}${esc(rel.slice(dot))}$`);
+        target = built.find((b) => re.test(b));
+        assert.ok(target, `${hint} (no hashed copy of ${rel})`);
+      }
+      assert.ok(built.includes(target), `${hint} (${rel} missing)`);
+      const a = readFileSync(p);
+      const b = readFileSync(join(out, target));
+      if (/\.(html|css|js|svg)$/.test(rel)) assert.equal(unhash(b.toString('utf8')), a.toString('utf8'), `${hint} (${rel} differs)`);
+      else assert.ok(a.equals(b), `${hint} (${rel} differs)`);
     }
-    assert.ok(built.includes(target), `${hint} (${rel} missing)`);
-    const a = readFileSync(p);
-    const b = readFileSync(join(out, target));
-    if (/\.(html|css|js|svg)$/.test(rel)) assert.equal(unhash(b.toString('utf8')), a.toString('utf8'), `${hint} (${rel} differs)`);
-    else assert.ok(a.equals(b), `${hint} (${rel} differs)`);
   }
+  const edge = files(join(ROOT, 'build/edge')).map((p) => relative(join(ROOT, 'build/edge'), p));
+  assert.deepEqual(edge.filter((p) => !p.startsWith('__edgekeeper/')), [], 'build/edge (deployed) holds only /__edgekeeper/ files');
+  assert.ok(edge.includes('__edgekeeper/tracker.js'), 'the tracker keeps its stable URL /__edgekeeper/tracker.js');
+  assert.ok(edge.includes('__edgekeeper/dashboard.html'), 'the dashboard is /__edgekeeper/dashboard');
+  for (const [a, b] of SHARED) assert.ok(readFileSync(join(ROOT, a)).equals(readFileSync(join(ROOT, b))), `${a} and ${b} are copies of one file: edit both`);
 }
 
-/** The stack and a browser for one test file: started before its tests, stopped after them. */
+/**
+ * The stack (with the demo shop as its origin) and a browser for one test file: started before its
+ * tests, stopped after them.
+ */
 export function stackAndBrowser(options) {
   const env = {};
   before(async () => {
-    [env.stack, env.browser] = await Promise.all([startStack(options), launch()]);
+    [env.stack, env.browser] = await Promise.all([startStack({ shop: true, ...options }), launch()]);
   });
   after(async () => {
     await env.browser?.close();

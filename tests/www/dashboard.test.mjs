@@ -23,7 +23,7 @@ const api = async (path, init = {}) => (await fetch(`${stack.url}${path}`, { hea
 before(async () => {
   cf = await startCloudflareFake({ apiToken: TEST_SECRETS.CLOUDFLARE_API_TOKEN, zoneId: ZONE });
   [stack, browser] = await Promise.all([
-    startStack({ vars: { CLOUDFLARE_API_BASE: cf.apiBase, CLOUDFLARE_ZONE_ID: ZONE } }),
+    startStack({ shop: true, vars: { CLOUDFLARE_API_BASE: cf.apiBase, CLOUDFLARE_ZONE_ID: ZONE } }),
     launch(),
   ]);
   // Traffic for every panel: events (one duplicate, one rejected, one Meta refuses), pages and
@@ -36,7 +36,7 @@ before(async () => {
   await collect(stack.url, { data: [good[0], event('Lead', { event_time: 1 })] });
   const html = await (await fetch(`${stack.url}/`)).text();
   for (const path of html.match(/\/assets\/[^"]+/g)) await (await fetch(`${stack.url}${path}`)).arrayBuffer();
-  await (await fetch(`${stack.url}/dashboard`)).arrayBuffer();
+  await (await fetch(`${stack.url}/__edgekeeper/dashboard`)).arrayBuffer();
   const sync = await fetch(`${stack.url}/admin/zaraz/sync`, { method: 'POST', headers: admin, body: '{}' });
   assert.equal(sync.status, 200);
   assert.equal((await (await stack.worker.mf.getWorker()).scheduled({ cron: '*/5 * * * *' })).outcome, 'ok');
@@ -60,7 +60,7 @@ async function openDashboard(options) {
     if (path === '/admin/stats' && res.status() === 200) seen.stats = await res.json().catch(() => seen.stats);
     if (path === '/health') seen.health = await res.json().catch(() => seen.health);
   });
-  await page.goto(`${stack.url}/dashboard?every=1`);
+  await page.goto(`${stack.url}/__edgekeeper/dashboard?every=1`);
   await page.fill('[data-testid=token-input]', 'wrong-token-wrong-token');
   await page.click('[data-testid=token-save]');
   await page.waitForFunction(() => document.querySelector('[data-testid=auth-error]').textContent.includes('401'));
@@ -91,6 +91,8 @@ test('dashboard: token, exact numbers, live charts, Zaraz, match quality, dead l
     assert.ok(!storage.local.includes(TEST_SECRETS.ADMIN_TOKEN) && !storage.cookie.includes(TEST_SECRETS.ADMIN_TOKEN));
     assert.ok(!(await context.cookies()).some((c) => c.value.includes(TEST_SECRETS.ADMIN_TOKEN)));
     assert.equal(await page.inputValue('[data-testid=token-input]'), '', 'the form forgets the token');
+    assert.equal(await page.getAttribute('.brand', 'href'), '/__edgekeeper/dashboard');
+    assert.equal(await page.getAttribute('.dash-tools a', 'href'), '/', 'the Shop link goes to the site');
 
     // Books: exactly the API's numbers.
     const books = await booksMatchApi(page);

@@ -1,9 +1,10 @@
 // edgekeeper browser tracker: sends conversion events to the worker's `/collect`, which hashes,
 // deduplicates by `event_id` and forwards them to Meta's Conversions API.
 //
-// Load it either way (by its /assets/ URL); both give the same `globalThis.edgekeeper`:
-//   <script src=".../tracker.js" defer></script>        (a plain script, as the shop's pages do)
-//   import '.../tracker.js'; const ek = globalThis.edgekeeper;   (an ES module)
+// The worker serves it at the stable URL /__edgekeeper/tracker.js (never fingerprinted: a shop embeds
+// it with a plain script tag). Load it either way; both give the same `globalThis.edgekeeper`:
+//   <script src="/__edgekeeper/tracker.js" defer></script>   (a plain script, as the demo shop does)
+//   import "/__edgekeeper/tracker.js"; const ek = globalThis.edgekeeper;   (an ES module)
 // It has no `export` statement on purpose: that would make it unusable as a plain script.
 //
 // Delivery, in short:

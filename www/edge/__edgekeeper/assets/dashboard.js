@@ -3,7 +3,7 @@
 // /health, /admin/stats, /admin/match-quality and /admin/dlq, shows their numbers exactly as the API
 // gave them, and keeps an in-memory time series (lost on reload) for the charts.
 
-import { lineChart, barChart } from '/assets/charts.js';
+import { lineChart, barChart } from '/__edgekeeper/assets/charts.js';
 
 const TOKEN_KEY = 'ek_admin_token';
 const params = new URLSearchParams(location.search);
