@@ -13,6 +13,13 @@ use crate::http::{Outbound, Reply};
 use crate::request::Incoming;
 use crate::upstash::{cmd, Isolate, Keys, Module, Retry, Store, Value};
 
+/// Records the targets at `now` in one atomic step; past MAX_PURGE_RECORDS the records collapse into
+/// one purge of everything stored until now (too many to check on every hit). Returns 1 if so.
+const RECORD_SCRIPT: &str = "for i = 4, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end \
+local collapsed = 0 \
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]); redis.call('HSET', KEYS[1], 'prefix:/', ARGV[1]); collapsed = 1 end \
+redis.call('EXPIRE', KEYS[1], ARGV[2]) return collapsed";
+
 /// How stale an isolate's copy of the purge records may be.
 pub const REFRESH_MS: f64 = 5_000.0;
 /// Records outlive the longest-lived stored copy (a year, immutable) and a bit.
@@ -54,50 +61,31 @@ pub async fn current<O: Outbound>(cfg: &Config, out: &O, iso: &Isolate, site: &s
     fresh
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Target {
-    url: Option<String>,
-    prefix: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeBody {
-    targets: Vec<Target>,
-}
-
 /// `POST /admin/cache/purge` with `{"targets": [{"url": "https://shop/p/42"}, {"prefix": "/p/"}]}`.
 pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Isolate) -> Result<Reply, AppError> {
     authorize(req, cfg)?;
     let upstash = cfg.upstash.as_ref().ok_or(AppError::NotConfigured("UPSTASH_REDIS_REST_URL"))?;
-    let body: PurgeBody = req.json()?;
-    if body.targets.is_empty() || body.targets.len() > 100 {
-        return Err(AppError::BadRequest { code: "invalid_targets", message: "targets: give 1 to 100 {url} or {prefix} objects".into() });
-    }
+    // Walked by hand rather than derived: two more Deserialize impls would cost module size.
+    let body: serde_json::Value = req.json()?;
+    let invalid = |message: String| AppError::BadRequest { code: "invalid_targets", message };
+    let items = match body.as_object().map(|o| (o.len(), o.get("targets"))) {
+        Some((1, Some(serde_json::Value::Array(items)))) if (1..=100).contains(&items.len()) => items,
+        _ => return Err(invalid("give {\"targets\": [...]} with 1 to 100 {\"url\"} or {\"prefix\"} objects, nothing else".into())),
+    };
     let mut targets = Vec::new();
-    for (i, t) in body.targets.iter().enumerate() {
-        let target = purge_target(&cfg.cache, t.url.as_deref(), t.prefix.as_deref())
-            .map_err(|m| AppError::BadRequest { code: "invalid_target", message: format!("targets[{i}]: {m}") })?;
+    for (i, t) in items.iter().enumerate() {
+        let field = |name: &str| t.get(name).and_then(|v| v.as_str());
+        let known = t.as_object().is_some_and(|o| o.keys().all(|k| k == "url" || k == "prefix"));
+        let target = purge_target(&cfg.cache, field("url"), field("prefix"))
+            .filter(|_| known)
+            .ok_or_else(|| invalid(format!("targets[{i}]: give exactly one of url (a path or an http(s) URL) or prefix (a path starting with /)")))?;
         targets.push(target);
     }
     let site = site_of(req);
-    let (key, now) = (key(cfg, &site), out.now_ms().round() as u64);
-    let mut hset = vec!["HSET".to_string(), key.clone()];
-    for t in &targets {
-        hset.extend([t.clone(), now.to_string()]);
-    }
-    let store = Store::new(upstash, out, iso);
-    let results = store
-        .multi_exec("cache_purge", &[hset, cmd(["EXPIRE".to_string(), key.clone(), RECORD_TTL_SECS.to_string()]), cmd(["HLEN".to_string(), key.clone()])], Retry::Idempotent)
-        .await?;
-    let count = results.last().and_then(|r| r.as_ref().ok()).and_then(Value::as_int).unwrap_or(0);
-    let collapsed = count as usize > MAX_PURGE_RECORDS;
-    if collapsed {
-        // Too many to check on every hit: one record that covers everything stored until now.
-        let everything = vec!["HSET".to_string(), key.clone(), "prefix:/".into(), now.to_string()];
-        store.multi_exec("cache_purge", &[cmd(["DEL".to_string(), key.clone()]), everything, cmd(["EXPIRE".to_string(), key, RECORD_TTL_SECS.to_string()])], Retry::Idempotent).await?;
-    }
+    let now = out.now_ms().round() as u64;
+    let mut args = vec![now.to_string(), RECORD_TTL_SECS.to_string(), MAX_PURGE_RECORDS.to_string()];
+    args.extend(targets.iter().cloned());
+    let collapsed = Store::new(upstash, out, iso).eval("cache_purge", RECORD_SCRIPT, &[key(cfg, &site)], &args, Retry::Idempotent).await?.as_int() == Some(1);
     // This isolate reads the records again on its next lookup.
     iso.purges.borrow_mut().remove(&site);
     Ok(Reply::json(

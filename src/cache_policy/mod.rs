@@ -307,30 +307,31 @@ impl Policy {
             "decision": { "class": decision.class.as_str(), "rule": decision.rule },
             "set": cache_headers(&set),
             "zone_cache": { "forced": false, "why": "the origin fetch carries no cf cache options: the zone cache follows the origin's own headers and your Cache Rules" },
-            "worker_cache": { "key": key, "prediction": worker_cache.0, "why": worker_cache.1, "stored": stored.map(|m| json!({ "age": m.age_secs(now_ms), "class": m.class.as_str(), "rule": m.rule })) },
+            "worker_cache": {
+                "key": key,
+                "prediction": worker_cache.0,
+                "why": worker_cache.1,
+                "stored": stored.map(|m| json!({ "age": m.age_secs(now_ms), "class": m.class.as_str(), "rule": m.rule })),
+                "fresh_for": self.freshness(decision.class).map(|f| f.ttl),
+            },
             "conflicts": conflicts,
         })
     }
 
     /// What the next request for this URL would get from the worker's cache, and why.
-    fn predict(&self, req: &RequestFacts, resp: &ResponseFacts, d: &Decision, stored: Option<&StoredMeta>, now_ms: u64) -> (&'static str, String) {
+    fn predict(&self, req: &RequestFacts, resp: &ResponseFacts, d: &Decision, stored: Option<&StoredMeta>, now_ms: u64) -> (&'static str, &'static str) {
         if let Some(why) = self.cache_bypass(req) {
-            return ("bypass", format!("the request is not looked up ({why})"));
+            return ("bypass", why);
         }
-        if let Some(m) = stored {
-            let age = m.age_secs(now_ms);
-            if let Some(f) = self.freshness(m.class) {
-                match f.state(age) {
-                    stored::Age::Fresh => return ("hit", format!("a copy stored {age} s ago is fresh for {} s", f.ttl)),
-                    stored::Age::Stale => return ("stale", format!("a copy stored {age} s ago is served while it is refreshed (stale-while-revalidate={})", f.swr)),
-                    stored::Age::StaleIfError => return ("miss", format!("a copy stored {age} s ago is used only if the origin fails (stale-if-error={})", f.sie)),
-                    stored::Age::Expired => {}
-                }
-            }
-        }
-        match self.storable(req, resp, d) {
-            Ok(f) => ("miss", format!("nothing usable stored; this {} response would be stored, fresh for {} s", d.class.as_str(), f.ttl)),
-            Err(why) => ("pass", format!("nothing stored; this response would not be stored ({why})")),
+        let state = stored.and_then(|m| self.freshness(m.class).map(|f| f.state(m.age_secs(now_ms))));
+        match state {
+            Some(stored::Age::Fresh) => ("hit", "a fresh copy is stored"),
+            Some(stored::Age::Stale) => ("stale", "the stored copy is served while it is refreshed (stale-while-revalidate)"),
+            Some(stored::Age::StaleIfError) => ("miss", "the stored copy is used only if the origin fails (stale-if-error)"),
+            _ => match self.storable(req, resp, d) {
+                Ok(_) => ("miss", "nothing usable stored; this response would be stored"),
+                Err(why) => ("pass", why),
+            },
         }
     }
 }

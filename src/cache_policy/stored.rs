@@ -82,23 +82,17 @@ pub struct StoredMeta {
 }
 
 impl StoredMeta {
+    /// `at_ms class rule` (a rule id is letters, digits and `-_:.`: `rules::parse` allows no spaces).
     pub fn encode(&self) -> String {
-        format!("at={}; class={}; rule={}", self.at_ms, self.class.as_str(), self.rule)
+        format!("{} {} {}", self.at_ms, self.class.as_str(), self.rule)
     }
 
     pub fn parse(v: &str) -> Option<StoredMeta> {
-        let mut at = None;
-        let mut class = None;
-        let mut rule = None;
-        for part in v.split("; ") {
-            match part.split_once('=')? {
-                ("at", x) => at = x.parse().ok(),
-                ("class", x) => class = Class::parse(x),
-                ("rule", x) => rule = Some(x.to_string()),
-                _ => {}
-            }
-        }
-        Some(StoredMeta { at_ms: at?, class: class?, rule: rule? })
+        let mut parts = v.splitn(3, ' ');
+        let at_ms = parts.next()?.parse().ok()?;
+        let class = Class::parse(parts.next()?)?;
+        let rule = parts.next().filter(|r| !r.is_empty())?.to_string();
+        Some(StoredMeta { at_ms, class, rule })
     }
 
     pub fn age_secs(&self, now_ms: u64) -> u64 {
@@ -203,7 +197,17 @@ impl Policy {
                 !self.ignored_params.iter().any(|i| name_matches(i, name))
             })
             .collect();
-        pairs.sort_by_key(|p| p.split('=').next().unwrap_or(""));
+        // Insertion sort: stable (values of one name keep their order), and a query has few pairs.
+        fn name(p: &str) -> &str {
+            p.split('=').next().unwrap_or("")
+        }
+        for i in 1..pairs.len() {
+            let mut j = i;
+            while j > 0 && name(pairs[j - 1]) > name(pairs[j]) {
+                pairs.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         (!pairs.is_empty()).then(|| pairs.join("&"))
     }
 
@@ -297,14 +301,14 @@ impl Purges {
 }
 
 /// A purge target from an admin body: an absolute URL or a path (its cache key's path and query),
-/// or a path prefix. Err: why it is not one.
-pub fn purge_target(policy: &Policy, url: Option<&str>, prefix: Option<&str>) -> Result<String, String> {
+/// or a path prefix; None when it is neither, or both.
+pub fn purge_target(policy: &Policy, url: Option<&str>, prefix: Option<&str>) -> Option<String> {
     match (url, prefix) {
         (Some(u), None) => {
             let rest = if u.starts_with('/') {
                 u
             } else {
-                let after = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://")).ok_or_else(|| format!("'{}' is not a path or an http(s) URL", trunc(u)))?;
+                let after = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"))?;
                 after.find('/').map_or("/", |i| &after[i..])
             };
             let rest = rest.split('#').next().unwrap_or("");
@@ -312,14 +316,9 @@ pub fn purge_target(policy: &Policy, url: Option<&str>, prefix: Option<&str>) ->
                 Some((p, q)) => (p, Some(q)),
                 None => (rest, None),
             };
-            Ok(format!("url:{}", policy.cache_key("", path, query)))
+            Some(format!("url:{}", policy.cache_key("", path, query)))
         }
-        (None, Some(p)) if p.starts_with('/') => Ok(format!("prefix:{p}")),
-        (None, Some(p)) => Err(format!("prefix '{}' must start with /", trunc(p))),
-        _ => Err("give each target either url or prefix".into()),
+        (None, Some(p)) if p.starts_with('/') => Some(format!("prefix:{p}")),
+        _ => None,
     }
-}
-
-fn trunc(s: &str) -> String {
-    s.chars().take(100).collect()
 }

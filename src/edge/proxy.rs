@@ -9,7 +9,6 @@
 //! passes untouched.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use worker::web_sys;
 use worker::{Cache, Context, Env, Fetch, Headers, Method as WMethod, Request, Response};
@@ -138,10 +137,11 @@ pub async fn assets(req: Request, env: &Env) -> worker::Result<Response> {
     }
 }
 
-/// Keys being refreshed by this isolate, and since when: one refresh per stale copy at a time.
-fn refreshing() -> &'static RefCell<HashMap<String, u64>> {
+/// Keys being refreshed by this isolate, and since when: one refresh per stale copy at a time. A
+/// handful at once at most, so a list (a map type would add its own code to the module).
+fn refreshing() -> &'static RefCell<Vec<(String, u64)>> {
     thread_local! {
-        static R: &'static RefCell<HashMap<String, u64>> = Box::leak(Box::default());
+        static R: &'static RefCell<Vec<(String, u64)>> = Box::leak(Box::default());
     }
     R.with(|r| *r)
 }
@@ -151,8 +151,8 @@ async fn lookup(cfg: &Config, cache: &Cache, key: &str, site: &str, origin: &str
     let copy = cache.get(key, false).await.ok().flatten()?;
     let meta = copy.headers().get(crate::cache_policy::stored::STORED_HEADER).ok().flatten().and_then(|v| StoredMeta::parse(&v))?;
     let purges = crate::cache_purge::current(cfg, &WorkerOutbound, isolate(), site).await;
+    // Treated as absent; the next miss's put replaces it (no delete: one Cache API call less).
     if purges.covers(&key[origin.len()..], meta.at_ms) {
-        let _ = cache.delete(key, false).await;
         return None;
     }
     Some((copy, meta))
@@ -176,10 +176,47 @@ async fn put(key: String, copy: Response) {
     }
 }
 
+/// What the worker's cache does for one site request.
+enum Mode<'a> {
+    /// No valid policy (invalid configuration or `CACHE_POLICY=off`): headers pass untouched.
+    Untouched,
+    /// The policy's headers, the cache not consulted (why).
+    Bypass(&'a Config, &'static str),
+    /// The policy's headers and the cache, under this key.
+    Keyed(&'a Config, String),
+}
+
+/// One boxed type for every background task, so `wait_until` is instantiated once.
+type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+/// An origin fetch not started yet.
+type OriginFetch = std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<Response>>>>;
+
+/// Refreshes a stale copy in the background (at most one refresh per key per isolate at a time).
+/// The task re-reads the configuration from `env` (cheap) rather than cloning the policy: a clone
+/// of the rules would add its own code to the module for this one use.
+fn refresh(env: &Env, facts: &RequestFacts, key: &str, pending: OriginFetch, now: u64) -> Option<Background> {
+    let mut running = refreshing().borrow_mut();
+    // A refresh that never finished (the isolate was evicted mid-way) stops blocking after 30 s.
+    running.retain(|(_, at)| now.saturating_sub(*at) <= 30_000);
+    if running.iter().any(|(k, _)| k == key) || running.len() >= 64 {
+        return None;
+    }
+    running.push((key.to_string(), now));
+    drop(running);
+    let (env, facts, key) = (env.clone(), RequestFacts { method: "GET".into(), ..facts.clone() }, key.to_string());
+    Some(Box::pin(async move {
+        if let (Ok(resp), Ok(cfg)) = (pending.await, Config::from_source(&EnvVars(&env))) {
+            if let Ok((_, Some(copy))) = answer(&cfg.cache, &facts, resp, Ok(&key), WorkerOutbound.now_ms() as u64) {
+                put(key.clone(), copy).await;
+            }
+        }
+        refreshing().borrow_mut().retain(|(k, _)| *k != key);
+    }))
+}
+
 pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Response> {
     let cfg = Config::from_source(&EnvVars(env));
-    let method = req.method();
-    let head = method == WMethod::Head;
+    let head = req.method() == WMethod::Head;
     let raw_url = req.inner().url();
     let url = split_url(&raw_url);
     let origin = match &cfg {
@@ -191,80 +228,64 @@ pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Resp
         None if is_local(&url.host) => return to_response(AppError::NoOrigin.into_reply(), head),
         None => raw_url.clone(),
     };
-    let unreachable = |e: worker::Error| {
-        to_response(AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 }.into_reply(), head)
-    };
-
-    let Some(cfg) = cfg.as_ref().ok().filter(|c| c.cache.enabled) else {
-        let resp = match Fetch::Request(origin_request(&req, &target, false)?).send().await {
-            Ok(r) => r,
-            Err(e) => return unreachable(e),
-        };
-        // Invalid configuration: untouched, but say why nothing was applied.
-        return match &cfg {
-            Err(_) => {
-                let mut pairs: Vec<(String, String)> = resp.headers().entries().collect();
-                pairs.push((DEFAULT_EXPLAIN_HEADER.into(), "bypass; reason=config-invalid".into()));
-                with_headers(resp, &pairs)
-            }
-            Ok(_) => Ok(resp),
-        };
-    };
-    let policy = &cfg.cache;
-    let facts = request_facts(&req, policy);
     let now = WorkerOutbound.now_ms() as u64;
-    let send = |refresh: bool| origin_request(&req, &target, refresh).map(fetch_origin);
+    let facts = cfg.as_ref().ok().map(|c| request_facts(&req, &c.cache));
+    let mode = match (cfg.as_ref().ok().filter(|c| c.cache.enabled), &facts) {
+        (Some(c), Some(f)) => match c.cache.cache_bypass(f) {
+            Some(why) => Mode::Bypass(c, why),
+            None => Mode::Keyed(c, c.cache.cache_key(&url_origin(&raw_url), &url.path, url.query.as_deref())),
+        },
+        _ => Mode::Untouched,
+    };
 
-    if let Some(why) = policy.cache_bypass(&facts) {
-        let resp = match send(false)?.await {
-            Ok(r) => r,
-            Err(e) => return unreachable(e),
-        };
-        return Ok(answer(policy, &facts, resp, Err(why), now)?.0);
-    }
-    let site_origin = url_origin(&raw_url);
-    let key = policy.cache_key(&site_origin, &url.path, url.query.as_deref());
-    let cache = Cache::default();
-    let stored = lookup(cfg, &cache, &key, &url.host, &site_origin).await;
     let mut stale_if_error = None;
-    if let Some((copy, meta)) = stored {
-        match policy.freshness(meta.class).map(|f| f.state(meta.age_secs(now))) {
-            Some(Age::Fresh) => return serve(policy, &req, copy, &meta, now, CacheOutcome::Hit),
-            Some(Age::Stale) => {
-                let started = refreshing().borrow().get(&key).copied();
-                if started.is_none_or(|at| now.saturating_sub(at) > 30_000) {
-                    refreshing().borrow_mut().insert(key.clone(), now);
-                    let (pending, policy2, facts2, key2) = (send(true)?, policy.clone(), RequestFacts { method: "GET".into(), ..facts.clone() }, key.clone());
-                    ctx.wait_until(async move {
-                        if let Ok(resp) = pending.await {
-                            if let Ok((_, Some(copy))) = answer(&policy2, &facts2, resp, Ok(&key2), WorkerOutbound.now_ms() as u64) {
-                                put(key2.clone(), copy).await;
-                            }
-                        }
-                        refreshing().borrow_mut().remove(&key2);
-                    });
+    if let (Mode::Keyed(c, key), Some(facts)) = (&mode, &facts) {
+        let policy = &c.cache;
+        if let Some((copy, meta)) = lookup(c, &Cache::default(), key, &url.host, &url_origin(&raw_url)).await {
+            match policy.freshness(meta.class).map(|f| f.state(meta.age_secs(now))) {
+                Some(Age::Fresh) => return serve(policy, &req, copy, &meta, now, CacheOutcome::Hit),
+                Some(Age::Stale) => {
+                    let pending: OriginFetch = Box::pin(fetch_origin(origin_request(&req, &target, true)?));
+                    if let Some(task) = refresh(env, facts, key, pending, now) {
+                        ctx.wait_until(task);
+                    }
+                    return serve(policy, &req, copy, &meta, now, CacheOutcome::Stale);
                 }
-                return serve(policy, &req, copy, &meta, now, CacheOutcome::Stale);
+                Some(Age::StaleIfError) => stale_if_error = Some((copy, meta)),
+                _ => {}
             }
-            Some(Age::StaleIfError) => stale_if_error = Some((copy, meta)),
-            _ => {}
         }
     }
-    let fetched = send(false)?.await;
-    if let Some((copy, meta)) = stale_if_error {
+
+    // The one origin fetch of the request.
+    let fetched = fetch_origin(origin_request(&req, &target, false)?).await;
+    if let (Some((copy, meta)), Mode::Keyed(c, _)) = (stale_if_error, &mode) {
         if fetched.as_ref().map_or(true, |r| r.status_code() >= 500) {
             isolate().count("worker_cache_stale_if_error", 1);
-            return serve(policy, &req, copy, &meta, now, CacheOutcome::StaleIfError);
+            return serve(&c.cache, &req, copy, &meta, now, CacheOutcome::StaleIfError);
         }
     }
     let resp = match fetched {
         Ok(r) => r,
-        Err(e) => return unreachable(e),
+        Err(e) => return to_response(AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 }.into_reply(), head),
     };
-    let (served, copy) = answer(policy, &facts, resp, Ok(&key), now)?;
-    if let Some(copy) = copy {
+    let (c, key) = match (&mode, &facts) {
+        (Mode::Keyed(c, key), _) => (c, Ok(key.as_str())),
+        (Mode::Bypass(c, why), _) => (c, Err(*why)),
+        // Invalid configuration: untouched, but say why nothing was applied.
+        (Mode::Untouched, _) if cfg.is_err() => {
+            let mut pairs: Vec<(String, String)> = resp.headers().entries().collect();
+            pairs.push((DEFAULT_EXPLAIN_HEADER.into(), "bypass; reason=config-invalid".into()));
+            return with_headers(resp, &pairs);
+        }
+        (Mode::Untouched, _) => return Ok(resp),
+    };
+    let Some(facts) = facts.as_ref() else { return Ok(resp) };
+    let (served, copy) = answer(&c.cache, facts, resp, key, now)?;
+    if let (Some(copy), Ok(key)) = (copy, key) {
         isolate().count("worker_cache_miss_stored", 1);
-        ctx.wait_until(put(key, copy));
+        let task: Background = Box::pin(put(key.to_string(), copy));
+        ctx.wait_until(task);
     }
     Ok(served)
 }
