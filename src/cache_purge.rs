@@ -93,3 +93,63 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         &serde_json::json!({ "site": site, "purged": targets, "at_ms": now, "collapsed_to_everything": collapsed, "elsewhere_within_ms": REFRESH_MS }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::native::NativeOutbound;
+    use crate::testsupport::LocalStore;
+
+    const ADMIN: &str = "admin-token-0123456789";
+
+    fn req(body: &str) -> Incoming {
+        Incoming {
+            method: "POST".into(),
+            path: "/admin/cache/purge".into(),
+            query: None,
+            host: "shop.example".into(),
+            headers: vec![("authorization".into(), format!("Bearer {ADMIN}"))],
+            body: body.as_bytes().to_vec(),
+            secure: true,
+            country: None,
+            region: None,
+        }
+    }
+
+    #[test]
+    fn records_are_shared_through_the_store_and_collapse_past_the_cap() {
+        let store = LocalStore::start();
+        let vars = [("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", store.token.as_str()), ("ADMIN_TOKEN", ADMIN)];
+        let cfg = Config::from_source(&vars[..]).unwrap();
+        let out = NativeOutbound;
+        let (taker, other) = (Isolate::default(), Isolate::default());
+        pollster::block_on(async {
+            // Another isolate has read the (empty) records just before the purge.
+            assert_eq!(current(&cfg, &out, &other, "shop.example").await, Purges::default());
+            let r = purge(&req(r#"{"targets":[{"url":"https://shop.example/p/1?fbclid=x"},{"prefix":"/blog/"}]}"#), &cfg, &out, &taker).await.unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body_json()["purged"], serde_json::json!(["url:/p/1", "prefix:/blog/"]));
+            let now = out.now_ms() as u64;
+            // The isolate that took it knows at once; the other one only after REFRESH_MS.
+            assert!(current(&cfg, &out, &taker, "shop.example").await.covers("/p/1", now - 1000));
+            assert!(!current(&cfg, &out, &other, "shop.example").await.covers("/p/1", now - 1000), "read within REFRESH_MS: kept");
+            other.purges.borrow_mut().get_mut("shop.example").unwrap().0 -= REFRESH_MS;
+            let seen = current(&cfg, &out, &other, "shop.example").await;
+            assert!(seen.covers("/p/1", now - 1000) && seen.covers("/blog/a", now - 1000) && !seen.covers("/p/2", now - 1000));
+            assert!(current(&cfg, &out, &other, "another.example").await.records.is_empty(), "per site");
+            // Past the cap (2 + 500 records), one record covers everything stored until then.
+            for batch in 0..5 {
+                let targets: Vec<String> = (0..100).map(|i| format!(r#"{{"url":"/x/{batch}/{i}"}}"#)).collect();
+                purge(&req(&format!(r#"{{"targets":[{}]}}"#, targets.join(","))), &cfg, &out, &taker).await.unwrap();
+            }
+            let all = current(&cfg, &out, &taker, "shop.example").await;
+            assert_eq!(all.records.len(), 1, "{:?}", all.records.first());
+            assert!(all.covers("/anything", now));
+            // Bodies that are not the documented object change nothing.
+            for bad in ["[]", "{}", r#"{"targets":[]}"#, r#"{"targets":[{"url":"/a"}],"extra":1}"#, r#"{"targets":[{"url":"/a","colour":1}]}"#, "nope"] {
+                let e = purge(&req(bad), &cfg, &out, &taker).await.unwrap_err();
+                assert_eq!(e.into_reply().status, 400, "{bad}");
+            }
+        });
+    }
+}
