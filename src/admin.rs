@@ -334,20 +334,16 @@ pub fn explain_target(req: &Incoming, cfg: &Config) -> Result<ExplainTarget, App
         code: "invalid_url",
         message: "give ?url= an absolute http(s) URL".into(),
     })?;
-    let (scheme, after_scheme) = url.split_once("://").unwrap_or(("https", ""));
-    let slash = after_scheme.find('/').unwrap_or(after_scheme.len());
-    let (host, path_and_query) = (&after_scheme[..slash], if slash < after_scheme.len() { &after_scheme[slash..] } else { "/" });
-    let path_and_query = path_and_query.split('#').next().unwrap_or("/");
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
+    let origin = crate::cache_policy::stored::url_origin(&url);
+    let parts = crate::request::split_url(&url);
+    let path_and_query = url[origin.len()..].split('#').next().unwrap_or("");
     let fetch = match &cfg.origin_url {
-        Some(base) => format!("{base}{path_and_query}"),
+        Some(base) => format!("{base}{}", if path_and_query.is_empty() { "/" } else { path_and_query }),
         None => url.clone(),
     };
-    let key = cfg.cache.cache_key(&format!("{scheme}://{host}"), path, query);
-    Ok(ExplainTarget { fetch, path: path.to_string(), key, url })
+    let key = cfg.cache.cache_key(&origin, &parts.path, parts.query.as_deref());
+    let path = parts.path;
+    Ok(ExplainTarget { fetch, path, key, url })
 }
 
 /// `GET /admin/cache/explain?url=`: fetches the URL from the origin as an anonymous navigation and

@@ -414,14 +414,12 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
     if let Some(v) = r.opt("CACHE_SESSION_COOKIES") {
         p.session_cookies = list(&v);
     }
-    let html = &mut p.html;
-    for (name, slot) in [("CACHE_HTML_TTL", &mut html.ttl), ("CACHE_HTML_SWR", &mut html.swr), ("CACHE_HTML_SIE", &mut html.sie)] {
-        let Some(v) = r.opt(name) else { continue };
-        match v.parse::<u64>() {
-            Ok(n) if n <= 31_536_000 => *slot = n,
-            _ => r.fail(name, "expected whole seconds, 0 to 31536000"),
-        }
-    }
+    let d = cache_policy::stored::DEFAULT_HTML;
+    p.html = cache_policy::Freshness {
+        ttl: r.number("CACHE_HTML_TTL", d.ttl as u32, 0, 31_536_000).into(),
+        swr: r.number("CACHE_HTML_SWR", d.swr as u32, 0, 31_536_000).into(),
+        sie: r.number("CACHE_HTML_SIE", d.sie as u32, 0, 31_536_000).into(),
+    };
     match r.opt("CACHE_STORE").as_deref() {
         None | Some("on") => {}
         Some("off") => p.store = false,
@@ -429,7 +427,7 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
     }
     if let Some(v) = r.opt("CACHE_IGNORE_PARAMS") {
         p.ignored_params = list(&v);
-        if let Some(bad) = p.ignored_params.iter().find(|x| x.trim_end_matches('*').is_empty() || x.contains(['=', '&', '?', '#'])) {
+        if let Some(bad) = p.ignored_params.iter().find(|x| x.trim_end_matches('*').is_empty() || !x.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.*".contains(&b))) {
             r.fail("CACHE_IGNORE_PARAMS", format!("'{bad}' is not a parameter name"));
         }
     }

@@ -15,5 +15,8 @@ worker-build --release
 wasm_opt="$WASM_OPT_BIN"
 features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
           --enable-multivalue --enable-reference-types --enable-exception-handling)
-"$wasm_opt" build/index_bg.wasm "${features[@]}" -Oz --converge --strip-debug --strip-producers -o build/index_bg.stripped.wasm
+# --low-memory-unused: rustc's wasm32 layout puts the stack below the data, starting at 1 MiB and
+# growing down, so the low 1 KiB is reached only by a stack overflow (already fatal); binaryen may
+# then fold constant offsets into loads and stores (~2.5 KB gzip). --gufa: whole-program type flow.
+"$wasm_opt" build/index_bg.wasm "${features[@]}" --low-memory-unused -Oz --gufa -Oz --converge --strip-debug --strip-producers -o build/index_bg.stripped.wasm
 mv build/index_bg.stripped.wasm build/index_bg.wasm

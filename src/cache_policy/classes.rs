@@ -68,6 +68,7 @@ impl Class {
         match self {
             Class::Immutable => "public, max-age=31536000, immutable",
             Class::Static => "public, max-age=86400, stale-while-revalidate=86400",
+            // The policy's own (settable) windows are sent instead: `Policy::cdn`.
             Class::Html => "public, max-age=120, stale-while-revalidate=60, stale-if-error=86400",
             Class::Api | Class::Error | Class::Private => "no-store",
             Class::NotFound => "public, max-age=60",

@@ -105,7 +105,7 @@ impl Default for Policy {
             enabled: true,
             store: true,
             ignored_params: stored::DEFAULT_IGNORED_PARAMS.split(',').map(str::to_string).collect(),
-            html: Freshness::from_directives(Class::Html.cdn()),
+            html: stored::DEFAULT_HTML,
         }
     }
 }
@@ -285,9 +285,6 @@ impl Policy {
         if decision.rule == "builtin:vary" {
             conflicts.push(format!("Vary: {} cannot be cached by a shared cache: made private", resp.vary.clone().unwrap_or_default()));
         }
-        if decision.rule == "builtin:origin-private" {
-            conflicts.push("the origin marked it private or no-store: kept private whatever the rules say".to_string());
-        }
         let cache_headers = |hs: &[(String, String)]| -> Value {
             let m: serde_json::Map<String, Value> = hs
                 .iter()
@@ -306,12 +303,12 @@ impl Policy {
             "origin": { "headers": cache_headers(origin), "set_cookie": resp.set_cookie },
             "decision": { "class": decision.class.as_str(), "rule": decision.rule },
             "set": cache_headers(&set),
-            "zone_cache": { "forced": false, "why": "the origin fetch carries no cf cache options: the zone cache follows the origin's own headers and your Cache Rules" },
+            "zone_cache": { "forced": false, "why": "no cf options: the origin's headers and your Cache Rules decide" },
             "worker_cache": {
                 "key": key,
                 "prediction": worker_cache.0,
                 "why": worker_cache.1,
-                "stored": stored.map(|m| json!({ "age": m.age_secs(now_ms), "class": m.class.as_str(), "rule": m.rule })),
+                "stored": stored.map(|m| json!({ "age": m.age_secs(now_ms), "class": m.class.as_str() })),
                 "fresh_for": self.freshness(decision.class).map(|f| f.ttl),
             },
             "conflicts": conflicts,
@@ -326,10 +323,10 @@ impl Policy {
         let state = stored.and_then(|m| self.freshness(m.class).map(|f| f.state(m.age_secs(now_ms))));
         match state {
             Some(stored::Age::Fresh) => ("hit", "a fresh copy is stored"),
-            Some(stored::Age::Stale) => ("stale", "the stored copy is served while it is refreshed (stale-while-revalidate)"),
-            Some(stored::Age::StaleIfError) => ("miss", "the stored copy is used only if the origin fails (stale-if-error)"),
+            Some(stored::Age::Stale) => ("stale", "served stale while refreshed"),
+            Some(stored::Age::StaleIfError) => ("miss", "the stored copy serves only if the origin fails"),
             _ => match self.storable(req, resp, d) {
-                Ok(_) => ("miss", "nothing usable stored; this response would be stored"),
+                Ok(_) => ("miss", "not stored yet; this response would be"),
                 Err(why) => ("pass", why),
             },
         }

@@ -14,9 +14,12 @@ pub const DEFAULT_IGNORED_PARAMS: &str = "fbclid,gclid,gbraid,wbraid,dclid,msclk
 /// Carried by a stored copy only (never sent to a client): when it was stored and what it is.
 pub const STORED_HEADER: &str = "x-edgekeeper-stored";
 
+/// HTML's windows unless `CACHE_HTML_TTL`/`_SWR`/`_SIE` say otherwise.
+pub const DEFAULT_HTML: Freshness = Freshness { ttl: 120, swr: 60, sie: 86_400 };
+
 /// Seconds a stored copy is fresh, then may be served while it is refreshed, then only when the
-/// origin fails. Read from the class's CDN directives, so the stored copy lives exactly as long as
-/// the policy tells other CDNs.
+/// origin fails: the same windows the class's CDN directives give other CDNs (a native test holds
+/// the two together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
     pub ttl: u64,
@@ -25,13 +28,7 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    /// Read from CDN directives (`public, max-age=120, stale-while-revalidate=60, ...`).
-    pub fn from_directives(cdn: &str) -> Freshness {
-        let directive = |name: &str| cdn.split(',').filter_map(|d| d.trim().split_once('=')).find(|(k, _)| *k == name).and_then(|(_, v)| v.parse::<u64>().ok()).unwrap_or(0);
-        Freshness { ttl: directive("max-age"), swr: directive("stale-while-revalidate"), sie: directive("stale-if-error") }
-    }
-
-    /// As CDN directives (the form `from_directives` reads).
+    /// As CDN directives (what `CDN-Cache-Control` says for HTML).
     pub fn directives(self) -> String {
         let mut out = format!("public, max-age={}", self.ttl);
         if self.swr > 0 {
@@ -147,10 +144,13 @@ impl Policy {
     /// How long the worker keeps a class (None: never). HTML's windows are settings
     /// (`CACHE_HTML_TTL`, `_SWR`, `_SIE`); the other classes' come from their CDN directives.
     pub fn freshness(&self, class: Class) -> Option<Freshness> {
+        let f = |ttl, swr| Some(Freshness { ttl, swr, sie: 0 });
         match class {
-            _ if !class.is_public() => None,
             Class::Html => Some(self.html),
-            _ => Some(Freshness::from_directives(class.cdn())),
+            Class::Immutable => f(31_536_000, 0),
+            Class::Static => f(86_400, 86_400),
+            Class::NotFound => f(60, 0),
+            Class::Api | Class::Private | Class::Error => None,
         }
     }
 
@@ -304,19 +304,9 @@ impl Purges {
 /// or a path prefix; None when it is neither, or both.
 pub fn purge_target(policy: &Policy, url: Option<&str>, prefix: Option<&str>) -> Option<String> {
     match (url, prefix) {
-        (Some(u), None) => {
-            let rest = if u.starts_with('/') {
-                u
-            } else {
-                let after = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"))?;
-                after.find('/').map_or("/", |i| &after[i..])
-            };
-            let rest = rest.split('#').next().unwrap_or("");
-            let (path, query) = match rest.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (rest, None),
-            };
-            Some(format!("url:{}", policy.cache_key("", path, query)))
+        (Some(u), None) if u.starts_with('/') || u.starts_with("https://") || u.starts_with("http://") => {
+            let parts = crate::request::split_url(u);
+            Some(format!("url:{}", policy.cache_key("", &parts.path, parts.query.as_deref())))
         }
         (None, Some(p)) if p.starts_with('/') => Some(format!("prefix:{p}")),
         _ => None,

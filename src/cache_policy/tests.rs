@@ -143,6 +143,16 @@ fn storable_responses() {
     let err = p.decide(&get("/x"), &resp(503, "text/html"));
     assert_eq!(p.storable(&get("/x"), &resp(503, "text/html"), &err), Err("error"));
     assert_eq!(p.freshness(Class::Immutable).unwrap().lifetime(), 31_536_000);
+    // The worker keeps each class exactly as long as its CDN directives tell other CDNs.
+    for class in classes::ALL.iter().copied() {
+        let want = p.freshness(class).map(|f| f.directives());
+        let cdn = p.cdn(class);
+        match want {
+            Some(d) => assert_eq!(cdn.replace(", immutable", ""), d, "{class:?}"),
+            None => assert_eq!(cdn, "no-store", "{class:?}"),
+        }
+    }
+    assert_eq!(Class::Html.cdn(), p.cdn(Class::Html), "the default HTML windows are the class's");
     let f = p.freshness(Class::Html).unwrap();
     assert_eq!(p.freshness(Class::Api), None);
     assert_eq!([0, 119, 120, 179, 180, 86_519, 86_520].map(|a| f.state(a)), [Age::Fresh, Age::Fresh, Age::Stale, Age::Stale, Age::StaleIfError, Age::StaleIfError, Age::Expired]);
