@@ -136,7 +136,7 @@ for (const path of ['/admin/stats', '/admin/dlq', '/admin/match-quality', '/admi
   admin(`${path} basic auth`, 'GET', path, { authorization: 'Basic YWRtaW46YWRtaW4=' });
   admin(`${path} empty bearer`, 'GET', path, { authorization: 'Bearer ' });
 }
-for (const path of ['/admin/dlq/replay', '/admin/store/purge', '/admin/zaraz/sync', '/admin/zaraz/secret-handling']) {
+for (const path of ['/admin/dlq/replay', '/admin/store/purge', '/admin/cache/purge', '/admin/zaraz/sync', '/admin/zaraz/secret-handling']) {
   admin(`${path} no token`, 'POST', path, {}, '{}');
 }
 const ADMIN = 'Bearer test-admin-token-9d2e4f6a8b';
@@ -144,7 +144,9 @@ for (const [path, b] of [['/admin/dlq/replay', '{'], ['/admin/dlq/replay', '{}']
   ['/admin/store/purge', '{"module":"*"}'], ['/admin/store/purge', '{"module":"evt","extra":1}'], ['/admin/store/purge', '[]'],
   ['/admin/zaraz/sync', '{"dry_run":"yes"}'], ['/admin/zaraz/sync', '{"remove":"x"}'], ['/admin/zaraz/sync', '{"unknown":1}'], ['/admin/zaraz/sync', '{'],
   ['/admin/zaraz/secret-handling', '{}'], ['/admin/zaraz/secret-handling', '{"keeps_secrets":"no"}'],
-  ['/admin/store/purge', 'x'.repeat(20_000)]]) {
+  ['/admin/store/purge', 'x'.repeat(20_000)],
+  ['/admin/cache/purge', '[]'], ['/admin/cache/purge', '{}'], ['/admin/cache/purge', '{"targets":"/p"}'], ['/admin/cache/purge', '{"targets":[{"url":"javascript:alert(1)"}]}'],
+  ['/admin/cache/purge', '{"targets":[{"prefix":"*"}]}'], ['/admin/cache/purge', `{"targets":[${'{"prefix":"/a"},'.repeat(100)}{"prefix":"/b"}]}`], ['/admin/cache/purge', '{']]) {
   admin(`${path} body ${b.slice(0, 20)}`, 'POST', path, { authorization: ADMIN, 'content-type': 'application/json' }, b);
 }
 for (const url of ['javascript:alert(1)', 'not a url', '', 'https://s.example/\r\nx']) {
