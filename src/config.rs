@@ -63,6 +63,9 @@ pub struct UpstashConfig {
     pub breaker_threshold: u32,
     /// How long an open breaker fails fast before letting one probe through.
     pub breaker_cooldown_ms: u32,
+    /// `/health` pings the store at most this often per isolate (`HEALTH_PROBE_MS`; 0: every call)
+    /// and otherwise shows the last probe with its age: a health check must not cost a round trip.
+    pub health_probe_ms: u32,
 }
 
 impl UpstashConfig {
@@ -74,9 +77,12 @@ impl UpstashConfig {
             deadline_ms: DEFAULT_UPSTASH_DEADLINE_MS,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             breaker_cooldown_ms: DEFAULT_BREAKER_COOLDOWN_MS,
+            health_probe_ms: DEFAULT_HEALTH_PROBE_MS,
         }
     }
 }
+
+pub const DEFAULT_HEALTH_PROBE_MS: u32 = 5_000;
 
 /// Bounds on one `/collect` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,8 +288,9 @@ impl Config {
         }
         let breaker_threshold = r.number("UPSTASH_BREAKER_THRESHOLD", DEFAULT_BREAKER_THRESHOLD, 1, 1000);
         let breaker_cooldown_ms = r.number("UPSTASH_BREAKER_COOLDOWN_MS", DEFAULT_BREAKER_COOLDOWN_MS, 100, 600_000);
+        let health_probe_ms = r.number("HEALTH_PROBE_MS", DEFAULT_HEALTH_PROBE_MS, 0, 300_000);
         let upstash = match (upstash_url, upstash_token) {
-            (Some(url), Some(token)) => Some(UpstashConfig { url, token, timeout_ms, deadline_ms, breaker_threshold, breaker_cooldown_ms }),
+            (Some(url), Some(token)) => Some(UpstashConfig { url, token, timeout_ms, deadline_ms, breaker_threshold, breaker_cooldown_ms, health_probe_ms }),
             (Some(_), None) => {
                 r.fail("UPSTASH_REDIS_REST_TOKEN", "required when UPSTASH_REDIS_REST_URL is set");
                 None

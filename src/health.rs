@@ -1,5 +1,7 @@
 //! `GET /health`: one line per dependency (configuration, Upstash) and an overall status, the worst
-//! of them. Names settings, never their values.
+//! of them. Names settings, never their values. The store is pinged at most every
+//! `HEALTH_PROBE_MS` per isolate (and by the cron); in between the last probe is shown with its age,
+//! so a monitoring system polling `/health` costs neither a round trip nor an Upstash command.
 
 use serde_json::{json, Value as Json};
 
@@ -53,6 +55,22 @@ async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out:
             json!({ "status": "degraded", "reason": "not configured (UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN): dedup is local to each isolate" }),
         );
     };
+    let now = out.now_ms();
+    let breaker = json!(iso.breaker.borrow().name());
+    if let Some((at, status, report)) = iso.health_probe.borrow().as_ref() {
+        // A breaker that changed state since (a store call failed or recovered) means probe again.
+        if now - at < f64::from(u.health_probe_ms) && report.get("breaker").is_none_or(|b| *b == breaker) {
+            let mut report = report.clone();
+            report["age_ms"] = json!((now - at).round());
+            return (*status, report);
+        }
+    }
+    let (status, report) = probe(u, out, iso).await;
+    *iso.health_probe.borrow_mut() = Some((now, status, report.clone()));
+    (status, report)
+}
+
+async fn probe<O: Outbound>(u: &crate::config::UpstashConfig, out: &O, iso: &Isolate) -> (Status, Json) {
     let result = Store::new(u, out, iso).ping().await;
     let breaker = iso.breaker.borrow().name();
     match result {
@@ -125,6 +143,25 @@ mod tests {
         let r = pollster::block_on(report(&cfg(&down), &NativeOutbound, &Isolate::default()));
         assert_eq!(r.status, 200);
         assert_eq!(r.body_json()["status"], "degraded");
+    }
+
+    #[test]
+    fn the_store_is_probed_at_most_every_health_probe_ms() {
+        let store = LocalStore::start();
+        let vars = [("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", store.token.as_str())];
+        let (c, iso) = (cfg(&vars), Isolate::default());
+        let first = pollster::block_on(report(&c, &NativeOutbound, &iso)).body_json();
+        assert_eq!(first["checks"]["upstash"]["status"], "ok");
+        assert!(first["checks"]["upstash"].get("age_ms").is_none(), "a fresh probe");
+        let since = store.log_seq();
+        let again = pollster::block_on(report(&c, &NativeOutbound, &iso)).body_json();
+        assert!(again["checks"]["upstash"]["age_ms"].as_f64().is_some(), "{again}");
+        assert_eq!(store.log_seq(), since, "no store request for a probe younger than HEALTH_PROBE_MS");
+        // HEALTH_PROBE_MS=0: every call probes.
+        let every: Vec<(&str, &str)> = vars.iter().copied().chain([("HEALTH_PROBE_MS", "0")]).collect();
+        let c0 = cfg(&every);
+        pollster::block_on(report(&c0, &NativeOutbound, &iso));
+        assert!(store.log_seq() > since);
     }
 
     #[test]

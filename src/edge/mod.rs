@@ -29,9 +29,54 @@ struct EnvVars<'a>(&'a Env);
 
 impl VarSource for EnvVars<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        // Vars and secrets are both plain strings at run time.
-        self.0.var(name).ok().map(|v| v.to_string())
+        // Vars and secrets are both plain strings at run time. One property read: `Env::var` would
+        // also build an error value (a formatted string) for every variable that is not set.
+        js_sys::Reflect::get(self.0, &wasm_bindgen::JsValue::from_str(name)).ok().and_then(|v| v.as_string())
     }
+}
+
+/// Every variable a parse read, with the value it read: what a later `env` is compared against.
+struct Recording<'a> {
+    env: EnvVars<'a>,
+    seen: std::cell::RefCell<Vec<(String, Option<String>)>>,
+}
+
+impl VarSource for Recording<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        let v = self.env.get(name);
+        self.seen.borrow_mut().push((name.to_string(), v.clone()));
+        v
+    }
+}
+
+type Parsed = std::rc::Rc<Result<Config, Vec<crate::config::ConfigError>>>;
+
+/// The configuration, parsed and validated once per isolate rather than per request: reused while
+/// `env` is the very object it was parsed from (within an isolate, the usual case), or, for another
+/// object, while every variable the parse read still holds the value it read. A new deployment or
+/// secret therefore parses again, and a bad setting stays a clear error on every request.
+fn config(env: &Env) -> Parsed {
+    thread_local! {
+        static CACHED: std::cell::RefCell<Option<(Env, Vec<(String, Option<String>)>, Parsed)>> = const { std::cell::RefCell::new(None) };
+    }
+    CACHED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if let Some((seen_env, raw, parsed)) = cached.as_mut() {
+            if js_sys::Object::is(seen_env, env) {
+                return parsed.clone();
+            }
+            let vars = EnvVars(env);
+            if raw.iter().all(|(name, value)| vars.get(name) == *value) {
+                *seen_env = env.clone();
+                return parsed.clone();
+            }
+        }
+        let recording = Recording { env: EnvVars(env), seen: Default::default() };
+        let parsed: Parsed = std::rc::Rc::new(Config::from_source(&recording));
+        *cached = Some((env.clone(), recording.seen.into_inner(), parsed.clone()));
+        isolate().count("config_parsed", 1);
+        parsed
+    })
 }
 
 pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> {
@@ -106,14 +151,15 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         _ => {}
     }
     let head = method == WMethod::Head;
-    let cfg = Config::from_source(&EnvVars(&env));
+    let cfg = config(&env);
+    let cfg = &*cfg;
     let reply = match incoming(&mut req, route.body_limit(cfg.as_ref().ok())).await {
         Ok(inc) => {
-            let stored = match (&cfg, route) {
+            let stored = match (cfg, route) {
                 (Ok(c), Route::AdminCacheExplain) => proxy::stored_for_explain(c, &inc).await,
                 _ => None,
             };
-            let ctx = Ctx { cfg: &cfg, out: &WorkerOutbound, iso: isolate(), sink: &QueueSink(&env), stored };
+            let ctx = Ctx { cfg, out: &WorkerOutbound, iso: isolate(), sink: &QueueSink(&env), stored };
             router::handle(route, &inc, &ctx).await
         }
         Err(e) => e.into_reply(),

@@ -130,8 +130,8 @@ pub async fn assets(req: Request, env: &Env) -> worker::Result<Response> {
     if resp.status_code() == 404 {
         return not_found(&path, head);
     }
-    let cfg = Config::from_source(&EnvVars(env));
-    match cfg.as_ref().ok().map(|c| &c.cache).filter(|p| p.enabled) {
+    let cfg = super::config(env);
+    match (*cfg).as_ref().ok().map(|c| &c.cache).filter(|p| p.enabled) {
         Some(p) => Ok(answer(p, &request_facts(&req, p), resp, Err("worker-asset"), 0)?.0),
         None => Ok(resp),
     }
@@ -205,7 +205,7 @@ fn refresh(env: &Env, facts: &RequestFacts, key: &str, pending: OriginFetch, now
     drop(running);
     let (env, facts, key) = (env.clone(), RequestFacts { method: "GET".into(), ..facts.clone() }, key.to_string());
     Some(Box::pin(async move {
-        if let (Ok(resp), Ok(cfg)) = (pending.await, Config::from_source(&EnvVars(&env))) {
+        if let (Ok(resp), Ok(cfg)) = (pending.await, super::config(&env).as_ref()) {
             if let Ok((_, Some(copy))) = answer(&cfg.cache, &facts, resp, Ok(&key), WorkerOutbound.now_ms() as u64) {
                 put(key.clone(), copy).await;
             }
@@ -215,7 +215,8 @@ fn refresh(env: &Env, facts: &RequestFacts, key: &str, pending: OriginFetch, now
 }
 
 pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Response> {
-    let cfg = Config::from_source(&EnvVars(env));
+    let parsed = super::config(env);
+    let cfg = &*parsed;
     let head = req.method() == WMethod::Head;
     let raw_url = req.inner().url();
     let url = split_url(&raw_url);

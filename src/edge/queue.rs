@@ -3,9 +3,8 @@
 
 use worker::{console_log, event, Context, Env, MessageExt, QueueRetryOptionsBuilder};
 
-use super::{isolate, EnvVars, WorkerOutbound};
+use super::{isolate, WorkerOutbound};
 use crate::capi::deliver::{self, Fate, Item};
-use crate::config::Config;
 use crate::events::outbox::{EventSink, QueuedEvent};
 
 /// The `EVENTS` Queue binding as the intake's sink.
@@ -25,7 +24,8 @@ impl EventSink for QueueSink<'_> {
 /// its fate is final; everything else is retried with a delay, so nothing accepted is lost.
 #[event(queue)]
 async fn queue(batch: worker::MessageBatch<()>, env: Env, _ctx: Context) -> worker::Result<()> {
-    let cfg = match Config::from_source(&EnvVars(&env)) {
+    let parsed = super::config(&env);
+    let cfg = match &*parsed {
         Ok(c) => c,
         Err(errors) => {
             let names: Vec<_> = errors.iter().map(|e| e.variable).collect();
@@ -54,9 +54,9 @@ async fn queue(batch: worker::MessageBatch<()>, env: Env, _ctx: Context) -> work
         }
     }
     let report = if batch.queue().ends_with("-dlq") {
-        deliver::bury(&items, "the queue gave up after its max_retries", &cfg, &WorkerOutbound, isolate()).await
+        deliver::bury(&items, "the queue gave up after its max_retries", cfg, &WorkerOutbound, isolate()).await
     } else {
-        deliver::deliver(&items, &cfg, &WorkerOutbound, isolate()).await
+        deliver::deliver(&items, cfg, &WorkerOutbound, isolate()).await
     };
     let mut tally = [0u32; 4];
     for (m, slot) in messages.iter().zip(slots) {

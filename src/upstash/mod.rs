@@ -73,6 +73,8 @@ pub struct Isolate {
     pending_books: RefCell<std::collections::BTreeMap<String, PendingBooks>>,
     /// Match-key counts of accepted events per (site, event name), waiting likewise.
     pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
+    /// The last `/health` store probe: when (ms), its status and report.
+    pub health_probe: RefCell<Option<(f64, crate::health::Status, serde_json::Value)>>,
     /// Purge records of the worker's cache per site, and when they were read from the store.
     pub purges: RefCell<std::collections::BTreeMap<String, (f64, crate::cache_policy::Purges)>>,
 }
@@ -116,6 +118,7 @@ impl Default for Isolate {
             pending_books: RefCell::default(),
             pending_match: RefCell::default(),
             purges: RefCell::default(),
+            health_probe: RefCell::default(),
         }
     }
 }

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { startStack, startWorker, TEST_SECRETS } from '../support/stack.mjs';
 
 let stack;
-before(async () => { stack = await startStack(); });
+// Every call probes here (HEALTH_PROBE_MS=0): these tests watch the store change under it.
+before(async () => { stack = await startStack({ vars: { HEALTH_PROBE_MS: '0' } }); });
 after(async () => { await stack?.stop(); });
 
 async function health(url) {
@@ -25,6 +26,25 @@ test('health is ok with real redis behind the local Upstash store', async () => 
   // The probe really reached redis through the store.
   const log = await stack.store.log();
   assert.ok(log.entries.some((e) => e.commands[0][0] === 'PING'), 'PING reached the store');
+});
+
+test('by default the store is probed at most every 5 s per isolate; between probes the last one is shown with its age', async () => {
+  const w = await startWorker({ vars: { ...stack.vars, HEALTH_PROBE_MS: '60000' } });
+  try {
+    const pings = async () => (await stack.store.log()).entries.filter((e) => e.commands[0][0] === 'PING').length;
+    const first = await health(w.url);
+    assert.equal(first.body.checks.upstash.status, 'ok');
+    assert.equal(first.body.checks.upstash.age_ms, undefined, 'a fresh probe');
+    const before = await pings();
+    for (let i = 0; i < 5; i += 1) {
+      const again = await health(w.url);
+      assert.equal(again.body.checks.upstash.status, 'ok');
+      assert.equal(typeof again.body.checks.upstash.age_ms, 'number');
+    }
+    assert.equal(await pings(), before, 'no store round trip for /health between probes');
+  } finally {
+    await w.stop();
+  }
 });
 
 test('health turns degraded when redis stops, and ok again when it is back', async () => {
@@ -93,6 +113,18 @@ test('missing settings are named by job, with no values', async () => {
     assert.deepEqual(body.checks.config.missing.store, ['UPSTASH_REDIS_REST_URL', 'UPSTASH_REDIS_REST_TOKEN']);
     assert.deepEqual(body.checks.config.missing.admin, ['ADMIN_TOKEN']);
     assert.equal(body.checks.upstash.status, 'degraded');
+  } finally {
+    await w.stop();
+  }
+});
+
+test('the configuration is parsed once per isolate, not per request', async () => {
+  const w = await startWorker({ vars: { ...stack.vars } });
+  try {
+    for (let i = 0; i < 5; i += 1) await health(w.url);
+    await fetch(`${w.url}/collect`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+    const stats = await (await fetch(`${w.url}/admin/stats`, { headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}` } })).json();
+    assert.equal(stats.isolate.upstash.counters.config_parsed, 1, JSON.stringify(stats.isolate.upstash.counters));
   } finally {
     await w.stop();
   }

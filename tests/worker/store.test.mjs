@@ -12,7 +12,8 @@ const storeAuth = { authorization: `Bearer ${TEST_SECRETS.UPSTASH_REDIS_REST_TOK
 
 before(async () => {
   stack = await startStack({
-    vars: { UPSTASH_BREAKER_THRESHOLD: '3', UPSTASH_BREAKER_COOLDOWN_MS: '1000', UPSTASH_TIMEOUT_MS: '200', UPSTASH_DEADLINE_MS: '450', RATE_LIMIT_PER_IP: '1000' },
+    // HEALTH_PROBE_MS=0: /health probes on every call, as these tests watch the store fail and recover.
+    vars: { HEALTH_PROBE_MS: '0', UPSTASH_BREAKER_THRESHOLD: '3', UPSTASH_BREAKER_COOLDOWN_MS: '1000', UPSTASH_TIMEOUT_MS: '200', UPSTASH_DEADLINE_MS: '450', RATE_LIMIT_PER_IP: '1000' },
   });
 });
 after(async () => { await stack?.stop(); });

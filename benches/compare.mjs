@@ -1,0 +1,441 @@
+// edgekeeper against a JS baseline: the same /collect load on edgekeeper (the built wasm worker) and
+// on benches/js-baseline/worker.js (the obvious JS worker a user would write: @upstash/redis,
+// crypto.subtle, the EVENTS queue), one after the other, each alone on the machine:
+//
+// - each worker in its own workerd through Miniflare, loaded straight at its workerd socket (the
+//   `ready` URL; no wrangler dev proxy), each with its own redis-server + upstash-local;
+// - BENCH_CONCURRENCY (16) connections for BENCH_SECONDS (5) after BENCH_WARMUP (1) s; each request
+//   one beacon-sized event (text/plain, as sendBeacon sends) with messy PII; BENCH_RESEND (10 %) of
+//   the requests are exact re-sends of an event accepted earlier (same bytes, same event_id);
+// - workerd CPU per request: utime + stime of that instance's workerd process (/proc/<pid>/stat),
+//   before and after the measured window. Miniflare spawns workerd straight from this node process
+//   (child_process.spawn in its Runtime), so the pid is found by listing this process's children
+//   whose cmdline contains `workerd` before the instance starts and after `ready`: the one new pid.
+//   Only one instance runs at a time. The process holds everything Miniflare runs for that instance
+//   (its entry worker, edgekeeper's asset router, the queue and the queue consumer);
+// - store requests and commands per accepted event: HTTP requests at upstash-local (its
+//   /__control/log; a pipeline or an EVAL is one request, and the commands it carried are counted),
+//   and the commands redis itself executed (INFO commandstats; commands inside a Lua script counted,
+//   the EVAL itself not);
+// - both queues go to a consumer that prints each message and acks (edgekeeper: stack.mjs's spy
+//   worker; the baseline: its own queue() doing the same), and every accepted event_id must come out
+//   of the queue exactly once: neither side may skip the queue;
+// - the same for GET /health (a short separate load, BENCH_HEALTH_SECONDS, 2 s).
+//
+// `node benches/compare.mjs` runs it alone; benches/run.mjs (make bench) calls it last.
+
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { Agent, request } from 'undici';
+import { ROOT, TEST_SECRETS, startStack, startRedis, startUpstashLocal, waitFor } from '../tests/support/stack.mjs';
+
+const SECONDS = Number(process.env.BENCH_SECONDS || 5);
+const CONNECTIONS = Number(process.env.BENCH_CONCURRENCY || 16);
+const WARMUP = Number(process.env.BENCH_WARMUP || 1);
+const HEALTH_SECONDS = Number(process.env.BENCH_HEALTH_SECONDS || 2);
+const RESEND = Number(process.env.BENCH_RESEND ?? 0.1);
+const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100; } catch { return 100; } })();
+
+// ---------------------------------------------------------------------------------------------
+// workerd's CPU time
+
+function stat(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // "pid (comm) state ppid … utime stime …": fields after the comm's ")" start at field 3 (state).
+  const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+}
+
+function workerdChildren() {
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (stat(name).ppid !== process.pid) continue;
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('workerd')) pids.push(Number(name));
+    } catch {} // gone meanwhile
+  }
+  return pids;
+}
+
+/** Runs `start()` and returns [its result, the pid of the workerd process it spawned]. */
+async function withWorkerdPid(start) {
+  const before = new Set(workerdChildren());
+  const started = await start();
+  const fresh = workerdChildren().filter((p) => !before.has(p));
+  if (fresh.length !== 1) throw new Error(`expected one new workerd child, found ${JSON.stringify(fresh)}`);
+  return [started, fresh[0]];
+}
+
+const cpuMs = (pid) => (stat(pid).ticks * 1000) / CLK_TCK;
+
+// ---------------------------------------------------------------------------------------------
+// The store: upstash-local's request log (polled, it keeps the last 10,000) and redis's commandstats
+
+function redisCommandStats(port) {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1', () => sock.write('*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n'));
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', reject);
+    sock.on('data', (d) => {
+      buf += d;
+      const nl = buf.indexOf('\r\n');
+      if (nl < 0) return;
+      const len = Number(buf.slice(1, nl));
+      if (Buffer.byteLength(buf) < nl + 2 + len) return;
+      sock.destroy();
+      const calls = {};
+      for (const m of buf.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) calls[m[1]] = Number(m[2]);
+      resolve(calls);
+    });
+  });
+}
+
+function storeMeter(store, redisPort) {
+  let seq = 0;
+  let startSeq = 0;
+  let entries = [];
+  let calls0 = {};
+  let polling = null;
+  const poll = async () => {
+    const r = await store.log(seq);
+    entries.push(...r.entries);
+    seq = r.last_seq;
+  };
+  return {
+    async start() {
+      seq = (await store.log()).last_seq;
+      startSeq = seq;
+      entries = [];
+      calls0 = await redisCommandStats(redisPort);
+      polling = setInterval(() => poll().catch(() => {}), 1000);
+    },
+    async stop() {
+      clearInterval(polling);
+      await poll();
+      const calls1 = await redisCommandStats(redisPort);
+      const delta = {};
+      for (const [cmd, n] of Object.entries(calls1)) if (!['info', 'eval', 'evalsha'].includes(cmd) && n - (calls0[cmd] ?? 0) > 0) delta[cmd] = n - (calls0[cmd] ?? 0);
+      return {
+        requests: seq - startSeq,
+        logged: entries.length, // < requests: the log's ring dropped some between polls
+        restCommands: entries.reduce((n, e) => n + e.commands.length, 0),
+        endpoints: entries.reduce((o, e) => ({ ...o, [e.endpoint]: (o[e.endpoint] ?? 0) + 1 }), {}),
+        redisCommands: Object.values(delta).reduce((a, b) => a + b, 0),
+        redisByCommand: delta,
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The traffic: beacon-sized events with messy, real-looking personal data
+
+function prng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FIRST = ['Zoë', 'José', 'Åsa', 'Björn', 'François', 'Siobhán', 'Renée', 'Łukasz', 'Chloé', 'Mário', 'Jane', 'Ümit'];
+const LAST = ['Müller', "O'Brien", 'Nuñez', 'Dvořák', 'García-López', 'Smith', 'Østergaard', 'Le Blanc', 'Kovačević', 'Roe'];
+const DOMAINS = ['Example.COM', 'gmail.com', 'Yahoo.co.uk', 'web.de', 'Hotmail.FR'];
+const PHONES = ['+1 (415) 555-%04d', '+44 20 7946 %04d', '0049 30 1234%04d', '+33 6 12 34 %04d', '(212) 555-%04d', '+49 (0)151 2345 %04d'];
+const PLACES = [
+  { ct: 'São Paulo', st: 'SP', zp: '01310-100', country: 'BR' },
+  { ct: 'Zürich', st: 'ZH', zp: '8001', country: 'ch' },
+  { ct: 'New York', st: ' ny ', zp: '10001-2345', country: 'US' },
+  { ct: 'München', st: 'Bavaria', zp: '80331', country: ' DE ' },
+  { ct: 'London', st: '', zp: 'SW1A 1AA', country: 'GB' },
+  { ct: 'Montréal', st: 'Québec', zp: 'H2X 1Y4', country: 'Canada' },
+];
+const NAMES = [['ViewContent', 0.45], ['AddToCart', 0.25], ['InitiateCheckout', 0.12], ['Purchase', 0.08], ['Lead', 0.05], ['PageView', 0.05]];
+const RUN = Date.now().toString(36);
+
+function traffic(seed = 42) {
+  const rand = prng(seed);
+  const pick = (a) => a[Math.floor(rand() * a.length)];
+  const messy = (s) => [...s].map((c) => (rand() < 0.3 ? c.toUpperCase() : c)).join('');
+  let n = 0;
+  const sent = []; // bodies answered "accepted": what a re-send repeats
+  const fresh = () => {
+    n += 1;
+    let r = rand();
+    const name = NAMES.find(([, p]) => (r -= p) < 0)?.[0] ?? 'ViewContent';
+    const first = pick(FIRST);
+    const last = pick(LAST);
+    const place = pick(PLACES);
+    const digits = String(Math.floor(rand() * 10000)).padStart(4, '0');
+    const ev = {
+      event_name: name,
+      event_id: `cmp-${RUN}-${n}`,
+      event_time: Math.floor(Date.now() / 1000) - Math.floor(rand() * 30),
+      action_source: 'website',
+      event_source_url: `https://shop.example/products/${100 + Math.floor(rand() * 900)}?utm_source=facebook&fbclid=IwAR${Math.floor(rand() * 1e12).toString(36)}`,
+      user_data: {
+        em: `${rand() < 0.5 ? ' ' : ''}${messy(`${first}.${last}`.replace(/[ ']/g, ''))}${Math.floor(rand() * 100)}@${pick(DOMAINS)}${rand() < 0.5 ? ' ' : ''}`,
+        ph: pick(PHONES).replace('%04d', digits),
+        fn: rand() < 0.5 ? ` ${first.toUpperCase()} ` : first,
+        ln: last,
+        ...place,
+        external_id: ` CUST-${String(n).padStart(6, '0')} `,
+      },
+    };
+    if (name !== 'ViewContent' && name !== 'PageView') {
+      ev.custom_data = { value: Math.round(rand() * 20000) / 100, currency: pick(['EUR', 'USD', 'GBP']), content_ids: [`sku-${Math.floor(rand() * 1000)}`], content_type: 'product' };
+    }
+    return { id: ev.event_id, body: JSON.stringify(ev), resend: false };
+  };
+  return {
+    next: () => (sent.length > 0 && rand() < RESEND ? { ...pick(sent), resend: true } : fresh()),
+    accepted: (item) => { if (!item.resend) sent.push(item); },
+  };
+}
+
+const HEADERS = {
+  'content-type': 'text/plain;charset=UTF-8',
+  origin: 'https://shop.example',
+  referer: 'https://shop.example/products/42',
+  'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
+  'accept-language': 'de-CH,de;q=0.9,en;q=0.8',
+};
+
+// ---------------------------------------------------------------------------------------------
+// The load: closed loop, keep-alive, fixed concurrency (as benches/load.mjs), keeping the answers
+
+async function runLoad(send, { seconds, warmup, meter, pid }) {
+  const agent = new Agent({ connections: CONNECTIONS, pipelining: 1 });
+  const w = { requests: 0, latencies: [], statuses: {}, errors: 0, accepted: 0, duplicates: 0, rejected: 0, unexpected: 0 };
+  const loop = async (until, record) => {
+    while (Date.now() < until) {
+      const t0 = performance.now();
+      try {
+        const out = await send(agent);
+        if (record) {
+          w.latencies.push(performance.now() - t0);
+          w.statuses[out.status] = (w.statuses[out.status] ?? 0) + 1;
+          w.accepted += out.accepted ?? 0;
+          w.duplicates += out.duplicates ?? 0;
+          w.rejected += out.rejected ?? 0;
+          w.unexpected += out.unexpected ? 1 : 0;
+        }
+      } catch {
+        if (record) w.errors += 1;
+      }
+    }
+  };
+  const warmEnd = Date.now() + warmup * 1000;
+  await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(warmEnd, false)));
+  await meter?.start();
+  const cpu0 = cpuMs(pid);
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(t0 + seconds * 1000, true)));
+  const elapsed = (Date.now() - t0) / 1000;
+  const cpu1 = cpuMs(pid);
+  const store = await meter?.stop();
+  await agent.close();
+  w.latencies.sort((a, b) => a - b);
+  const pct = (p) => w.latencies[Math.min(w.latencies.length - 1, Math.ceil((p / 100) * w.latencies.length) - 1)] ?? NaN;
+  w.requests = w.latencies.length;
+  return {
+    ...w, latencies: undefined, elapsed, store,
+    rps: w.requests / elapsed,
+    acceptedPerSec: w.accepted / elapsed,
+    p50: pct(50),
+    p99: pct(99),
+    cpuMs: cpu1 - cpu0,
+    cpuPerRequest: (cpu1 - cpu0) / Math.max(1, w.requests),
+  };
+}
+
+/** Loads one worker: /collect, then /health; then checks its queue. */
+async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
+  const gen = traffic();
+  const acceptedIds = new Set();
+  const collect = await runLoad(async (agent) => {
+    const item = gen.next();
+    const r = await request(`${url}/collect`, { method: 'POST', dispatcher: agent, headers: HEADERS, body: item.body });
+    const text = await r.body.text();
+    let body = {};
+    try { body = JSON.parse(text); } catch {}
+    const accepted = body.accepted ?? [];
+    for (const id of accepted) acceptedIds.add(id);
+    if (accepted.includes(item.id)) gen.accepted(item);
+    const ok = item.resend ? (body.duplicates ?? []).includes(item.id) : accepted.includes(item.id);
+    return { status: r.statusCode, accepted: accepted.length, duplicates: body.duplicates?.length ?? 0, rejected: body.rejected?.length ?? 0, unexpected: !ok };
+  }, { seconds: SECONDS, warmup: WARMUP, meter: storeMeter(store, redisPort), pid });
+
+  const health = await runLoad(async (agent) => {
+    const r = await request(`${url}/health`, { dispatcher: agent, headers: { 'user-agent': HEADERS['user-agent'] } });
+    await r.body.text();
+    return { status: r.statusCode };
+  }, { seconds: HEALTH_SECONDS, warmup: 0.5, meter: storeMeter(store, redisPort), pid });
+
+  // Every accepted event out of the queue, once; nothing else.
+  const received = () => spyLines.filter((l) => l.startsWith('SPY '));
+  await waitFor(() => received().length >= acceptedIds.size, { ms: 60000, every: 250, what: 'the queue to deliver every accepted event' }).catch(() => {});
+  await new Promise((r) => setTimeout(r, 1500)); // anything extra still on its way
+  const messages = received().map((l) => JSON.parse(l.slice(4)));
+  const ids = messages.map(queuedId);
+  const unique = new Set(ids);
+  const queue = {
+    accepted: acceptedIds.size,
+    received: ids.length,
+    missing: [...acceptedIds].filter((id) => !unique.has(id)).length,
+    extra: [...unique].filter((id) => !acceptedIds.has(id)).length,
+    twice: ids.length - unique.size,
+  };
+  return { collect, health, queue, messages };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two workers
+
+async function bundleBaseline() {
+  const { build } = await import('esbuild');
+  const outfile = join(ROOT, 'target/js-baseline/worker.mjs');
+  mkdirSync(join(ROOT, 'target/js-baseline'), { recursive: true });
+  // What wrangler does with a worker: one ES module, workerd's export conditions, not minified.
+  await build({
+    entryPoints: [join(ROOT, 'benches/js-baseline/worker.js')],
+    bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
+    conditions: ['workerd', 'worker', 'browser'], outfile, logLevel: 'warning',
+  });
+  return outfile;
+}
+
+async function startBaseline({ store }) {
+  const { Miniflare, Log, LogLevel } = await import('miniflare');
+  const scriptPath = await bundleBaseline();
+  const compatibilityDate = readFileSync(join(ROOT, 'benches/js-baseline/wrangler.toml'), 'utf8').match(/compatibility_date = "([^"]+)"/)[1];
+  const logs = [];
+  class CapturingLog extends Log { log(message) { logs.push(message); } } // as stack.mjs's startWorker
+  const mf = new Miniflare({
+    workers: [{
+      name: 'js-baseline',
+      modules: true,
+      scriptPath,
+      compatibilityDate,
+      bindings: { UPSTASH_REDIS_REST_URL: store.url, UPSTASH_REDIS_REST_TOKEN: store.token, RATE_LIMIT_PER_MINUTE: '100000000' },
+      queueProducers: { EVENTS: { queueName: 'js-baseline-events' } },
+      // The same consumer settings as stack.mjs's spy for edgekeeper.
+      queueConsumers: { 'js-baseline-events': { maxBatchTimeout: 1 } },
+    }],
+    host: '127.0.0.1',
+    port: 0,
+    cf: false,
+    log: new CapturingLog(LogLevel.DEBUG),
+    handleRuntimeStdio(stdout, stderr) {
+      for (const s of [stdout, stderr]) createInterface({ input: s }).on('line', (l) => logs.push(l));
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { url, logs, stop: () => mf.dispose() };
+}
+
+export async function benchCompare() {
+  const results = {};
+
+  // edgekeeper: the stack of the tests (its own redis + upstash-local + Meta fake), rate limits far
+  // above the load, the queue to the spy consumer (delivery to Meta is not what is compared).
+  {
+    const [stack, pid] = await withWorkerdPid(() => startStack({ vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true }));
+    try {
+      results.edgekeeper = await measure({
+        url: stack.url, pid, store: stack.store, redisPort: stack.redis.port, spyLines: stack.worker.logs,
+        queuedId: (m) => m.event?.event_id,
+      });
+    } finally {
+      await stack.stop();
+    }
+  }
+
+  // The JS baseline: its own redis + upstash-local, its own Miniflare.
+  {
+    const redis = await startRedis();
+    const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
+    try {
+      const [worker, pid] = await withWorkerdPid(() => startBaseline({ store }));
+      try {
+        results.js = await measure({ url: worker.url, pid, store, redisPort: redis.port, spyLines: worker.logs, queuedId: (m) => m.event_id });
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await store.stop();
+      await redis.destroy();
+    }
+  }
+
+  // Same inputs, same hashes? (em and ph, for the events both queued.)
+  const one = (v) => (Array.isArray(v) ? v[0] : v);
+  const ekById = new Map(results.edgekeeper.messages.map((m) => [m.event.event_id, m.event.user_data]));
+  let common = 0;
+  let agree = 0;
+  for (const m of results.js.messages) {
+    const ek = ekById.get(m.event_id);
+    if (!ek) continue;
+    common += 1;
+    if (one(ek.em) === m.user_data.em && one(ek.ph) === m.user_data.ph) agree += 1;
+  }
+  results.parity = { common, agree };
+  for (const r of [results.edgekeeper, results.js]) delete r.messages;
+  return results;
+}
+
+export function printCompare(res) {
+  const ek = res.edgekeeper;
+  const js = res.js;
+  const perAcc = (r, k) => r.collect.store[k] / Math.max(1, r.collect.accepted);
+  const f = (n, d = 1) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
+  const rows = [
+    ['/collect requests/s', f(ek.collect.rps, 0), f(js.collect.rps, 0), f(ek.collect.rps / js.collect.rps, 2)],
+    ['/collect accepted events/s', f(ek.collect.acceptedPerSec, 0), f(js.collect.acceptedPerSec, 0), f(ek.collect.acceptedPerSec / js.collect.acceptedPerSec, 2)],
+    ['latency p50 / p99 (ms)', `${f(ek.collect.p50)} / ${f(ek.collect.p99)}`, `${f(js.collect.p50)} / ${f(js.collect.p99)}`, ''],
+    ['workerd CPU per request (ms)', f(ek.collect.cpuPerRequest, 3), f(js.collect.cpuPerRequest, 3), f(ek.collect.cpuPerRequest / js.collect.cpuPerRequest, 2)],
+    ['store requests per accepted event', f(perAcc(ek, 'requests'), 3), f(perAcc(js, 'requests'), 3), ''],
+    ['  commands in them per accepted event', f(perAcc(ek, 'restCommands'), 3), f(perAcc(js, 'restCommands'), 3), ''],
+    ['  redis commands run per accepted event', f(perAcc(ek, 'redisCommands'), 3), f(perAcc(js, 'redisCommands'), 3), ''],
+    ['requests, accepted, duplicates, rejected', `${ek.collect.requests}, ${ek.collect.accepted}, ${ek.collect.duplicates}, ${ek.collect.rejected}`, `${js.collect.requests}, ${js.collect.accepted}, ${js.collect.duplicates}, ${js.collect.rejected}`, ''],
+    ['unexpected answers, errors', `${ek.collect.unexpected}, ${ek.collect.errors}`, `${js.collect.unexpected}, ${js.collect.errors}`, ''],
+    ['queue: accepted → received (missing, extra, twice)', qs(ek.queue), qs(js.queue), ''],
+    ['/health requests/s', f(ek.health.rps, 0), f(js.health.rps, 0), f(ek.health.rps / js.health.rps, 2)],
+    ['/health p50 / p99 (ms)', `${f(ek.health.p50)} / ${f(ek.health.p99)}`, `${f(js.health.p50)} / ${f(js.health.p99)}`, ''],
+    ['/health workerd CPU per request (ms)', f(ek.health.cpuPerRequest, 3), f(js.health.cpuPerRequest, 3), f(ek.health.cpuPerRequest / js.health.cpuPerRequest, 2)],
+    ['/health store requests per request', f(ek.health.store.requests / Math.max(1, ek.health.requests), 3), f(js.health.store.requests / Math.max(1, js.health.requests), 3), ''],
+  ];
+  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['', 'edgekeeper', 'JS baseline', 'edgekeeper/JS'][i].length));
+  console.log(`\nedgekeeper against the JS baseline (benches/js-baseline/worker.js): each in its own workerd via Miniflare, loaded at its socket, each with its own redis + upstash-local`);
+  console.log(`  ${CONNECTIONS} connections, ${SECONDS} s after ${WARMUP} s warm-up; one beacon-sized event per request, ${Math.round(RESEND * 100)} % exact re-sends; /health ${HEALTH_SECONDS} s`);
+  const line = (r) => `  ${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padStart(w[2])}  ${r[3].padStart(w[3])}`;
+  console.log(line(['', 'edgekeeper', 'JS baseline', 'edgekeeper/JS']));
+  for (const r of rows) console.log(line(r));
+  const statuses = (r) => JSON.stringify({ collect: r.collect.statuses, health: r.health.statuses });
+  console.log(`  statuses: edgekeeper ${statuses(ek)}, JS ${statuses(js)}`);
+  console.log(`  redis commands (edgekeeper): ${JSON.stringify(ek.collect.store.redisByCommand)}; (JS): ${JSON.stringify(js.collect.store.redisByCommand)}`);
+  console.log(`  store endpoints (edgekeeper): ${JSON.stringify(ek.collect.store.endpoints)}; (JS): ${JSON.stringify(js.collect.store.endpoints)}`);
+  for (const [n, r] of [['edgekeeper', ek], ['JS', js]]) if (r.collect.store.logged < r.collect.store.requests) console.log(`  [${n}: store log dropped ${r.collect.store.requests - r.collect.store.logged} entries: commands per request are a lower bound]`);
+  console.log(`  em/ph hashes equal on ${res.parity.agree} of ${res.parity.common} events both queued`);
+  console.log(`  throughput edgekeeper/JS: ${f(ek.collect.acceptedPerSec / js.collect.acceptedPerSec, 2)}× accepted events/s; CPU per /collect request: JS uses ${f(js.collect.cpuPerRequest / ek.collect.cpuPerRequest, 2)}× edgekeeper's`);
+  const bad = [ek, js].some((r) => r.queue.missing || r.queue.extra || r.queue.twice || r.collect.errors || r.collect.unexpected);
+  if (bad) {
+    console.log('  CHECK FAILED: an accepted event missing from a queue, an extra or twice, an error, or an unexpected answer');
+    process.exitCode = 1;
+  }
+}
+
+function qs(q) {
+  return `${q.accepted} → ${q.received} (${q.missing}, ${q.extra}, ${q.twice})`;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  printCompare(await benchCompare());
+}
