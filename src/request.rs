@@ -5,6 +5,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 
+/// The request headers a worker route reads; the glue copies only these into [`Incoming`]. A
+/// handler that needs another header adds it here (a native test checks every `header()` name a
+/// handler asks for is listed).
+pub const ROUTE_HEADERS: &[&str] = &["authorization", "cf-connecting-ip", "content-type", "cookie", "origin", "referer", "user-agent"];
+
 #[derive(Debug, Clone, Default)]
 pub struct Incoming {
     pub method: String,
@@ -112,6 +117,32 @@ mod tests {
             headers: vec![("cookie".into(), "_fbp=fb.1.1.2; consent=denied".into()), ("user-agent".into(), "UA".into())],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn every_header_a_handler_reads_is_copied_by_the_glue() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    sources(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut asked = 0;
+        for (path, text) in files.iter().filter(|(p, _)| !p.ends_with("tests.rs")) {
+            for (i, _) in text.match_indices("req.header(\"") {
+                let name: String = text[i + 12..].chars().take_while(|c| *c != '"').collect();
+                assert!(ROUTE_HEADERS.contains(&name.to_ascii_lowercase().as_str()), "{path} reads header {name:?}: add it to ROUTE_HEADERS");
+                asked += 1;
+            }
+        }
+        assert!(asked >= 8, "the scan found the handlers' header reads ({asked})");
+        assert!(ROUTE_HEADERS.contains(&"cookie"), "cookies are read through Incoming::cookie");
     }
 
     #[test]

@@ -92,7 +92,18 @@ pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> 
 /// or lying body is never buffered past the limit. A body nobody asked for (limit 0) is read and
 /// dropped, never kept.
 async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppError> {
-    let declared_too_large = req.headers().get("content-length").ok().flatten().is_some_and(|len| len.parse::<usize>().map_or(true, |n| n > limit));
+    // No body at all (a GET, HEAD): nothing to read or drain.
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let declared = req.headers().get("content-length").ok().flatten().map(|len| len.parse::<usize>().ok());
+    let declared_too_large = declared.is_some_and(|n| n.is_none_or(|n| n > limit));
+    // A declared length within the limit: HTTP framing holds the body to it, so one read of the
+    // whole body is safe, and cheaper than a stream of chunks across the JS boundary.
+    if matches!(declared, Some(Some(_))) && limit > 0 && !declared_too_large {
+        let body = req.bytes().await.map_err(|e| AppError::BadRequest { code: "body_unreadable", message: e.to_string() })?;
+        return if body.len() > limit { Err(AppError::PayloadTooLarge { limit }) } else { Ok(body) };
+    }
     let mut body = Vec::new();
     let mut seen = 0usize;
     let Ok(mut stream) = req.stream() else { return Ok(body) };
@@ -122,17 +133,21 @@ async fn read_capped(req: &mut Request, limit: usize) -> Result<Vec<u8>, AppErro
 /// How much of an oversized body is read (and dropped) before answering 413.
 const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
-async fn incoming(req: &mut Request, limit: usize) -> Result<Incoming, AppError> {
+/// The request as plain data: only the headers a worker route reads (`ROUTE_HEADERS`, one lookup
+/// each instead of copying every header across the JS boundary), and the visitor's geolocation only
+/// where a route uses it (`geo`: `/collect`, for LDU).
+async fn incoming(req: &mut Request, limit: usize, geo: bool) -> Result<Incoming, AppError> {
     let raw_url = req.inner().url();
     let url = split_url(&raw_url);
-    let (country, region) = req.cf().map(|cf| (cf.country(), cf.region_code())).unwrap_or_default();
+    let (country, region) = if geo { req.cf().map(|cf| (cf.country(), cf.region_code())).unwrap_or_default() } else { (None, None) };
     let body = read_capped(req, limit).await?;
+    let h = req.headers();
     Ok(Incoming {
         method: req.method().to_string(),
         path: url.path,
         query: url.query,
         host: url.host,
-        headers: req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        headers: crate::request::ROUTE_HEADERS.iter().filter_map(|n| h.get(n).ok().flatten().map(|v| (n.to_string(), v))).collect(),
         body,
         secure: raw_url.starts_with("https://"),
         country,
@@ -153,7 +168,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let head = method == WMethod::Head;
     let cfg = config(&env);
     let cfg = &*cfg;
-    let reply = match incoming(&mut req, route.body_limit(cfg.as_ref().ok())).await {
+    let reply = match incoming(&mut req, route.body_limit(cfg.as_ref().ok()), route == Route::Collect).await {
         Ok(inc) => {
             let stored = match (cfg, route) {
                 (Ok(c), Route::AdminCacheExplain) => proxy::stored_for_explain(c, &inc).await,
