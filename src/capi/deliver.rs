@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::events::dedup::books_key;
 use crate::events::outbox::QueuedEvent;
 use crate::http::Outbound;
-use crate::upstash::{cmd, codec, Command, Isolate, Keys, Module, Retry, Store};
+use crate::upstash::{cmd, codec, Command, Isolate, Keys, Module, Retry, Store, Value};
 
 /// Delivered markers outlive Meta's 48 h dedup window and the queue's retention.
 pub const DELIVERED_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -57,6 +57,9 @@ pub fn retry_delay(age_ms: f64) -> u32 {
     ((age_ms / 1000.0) as u32).clamp(5, 600)
 }
 
+/// Sets each key in KEYS to 1 for ARGV[1] seconds.
+const MARK_DELIVERED: &str = "for _, k in ipairs(KEYS) do redis.call('SET', k, '1', 'EX', ARGV[1]) end return #KEYS";
+
 pub fn delivered_key(msg: &QueuedEvent, prefix: &str) -> String {
     Keys::new(prefix, &msg.site).key(Module::Sent, &format!("{}:{}", msg.event_name(), msg.event_id()))
 }
@@ -82,12 +85,14 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
     let mut report = Report { fates: vec![None; items.len()], capi_requests: 0 };
     let store = cfg.upstash.as_ref().map(|u| Store::new(u, out, iso));
 
-    // Already delivered by an earlier attempt? One round trip for the whole batch.
+    // Already delivered by an earlier attempt? One command for the whole batch (MGET: Upstash
+    // bills a command, not a key).
     if let Some(s) = &store {
-        let checks: Vec<Command> = items.iter().map(|i| cmd(["EXISTS".to_string(), delivered_key(&i.msg, &cfg.key_prefix)])).collect();
-        if let Ok(results) = s.pipeline("delivered_check", &checks, Retry::Idempotent).await {
-            for (fate, r) in report.fates.iter_mut().zip(results) {
-                if r.ok().and_then(|v| v.as_int()) == Some(1) {
+        let mut check = cmd(["MGET"]);
+        check.extend(items.iter().map(|i| delivered_key(&i.msg, &cfg.key_prefix)));
+        if let Ok(Value::Array(values)) = s.command("delivered_check", &check, Retry::Idempotent).await {
+            for (fate, v) in report.fates.iter_mut().zip(values) {
+                if !v.is_nil() {
                     *fate = Some(Fate::AlreadyDelivered);
                 }
             }
@@ -188,12 +193,14 @@ async fn record<O: Outbound>(items: &[Item], report: &mut Report, cfg: &Config, 
     let mut commands: Vec<Command> = Vec::new();
     let mut books: BTreeMap<&str, [i64; 3]> = BTreeMap::new();
     let mut letters: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Every delivered marker in one command (a script), not one SET per event.
+    let mut markers = cmd(["EVAL", MARK_DELIVERED, "0"]);
     for (item, fate) in items.iter().zip(&report.fates) {
         let b = books.entry(item.msg.site.as_str()).or_default();
         match fate {
             Some(Fate::Delivered) => {
                 b[0] += 1;
-                commands.push(cmd(["SET".to_string(), delivered_key(&item.msg, &cfg.key_prefix), "1".into(), "EX".into(), DELIVERED_TTL_SECS.to_string()]));
+                markers.push(delivered_key(&item.msg, &cfg.key_prefix));
             }
             Some(Fate::Retry { .. }) => b[1] += 1,
             Some(Fate::DeadLettered { reason }) => {
@@ -202,6 +209,12 @@ async fn record<O: Outbound>(items: &[Item], report: &mut Report, cfg: &Config, 
             }
             _ => {}
         }
+    }
+    if markers.len() > 3 {
+        // The keys go in as KEYS (numkeys), with the TTL after them.
+        markers[2] = (markers.len() - 3).to_string();
+        markers.push(DELIVERED_TTL_SECS.to_string());
+        commands.push(markers);
     }
     for (site, values) in &letters {
         let key = dlq_key(&cfg.key_prefix, site);
@@ -231,5 +244,67 @@ async fn record<O: Outbound>(items: &[Item], report: &mut Report, cfg: &Config, 
                 *fate = Some(Fate::Retry { delay_secs: retry_delay(item.age_ms), reason: format!("dead letter not stored yet: {reason}") });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::native::NativeOutbound;
+    use crate::http::{OutboundRequest, OutboundResponse, TransportError};
+    use crate::testsupport::LocalStore;
+
+    /// The store is the real one; Meta answers every batch with 200.
+    struct MetaOk {
+        requests: std::cell::Cell<u32>,
+    }
+
+    impl Outbound for MetaOk {
+        async fn send(&self, req: OutboundRequest) -> Result<OutboundResponse, TransportError> {
+            if req.url.contains("/events") {
+                self.requests.set(self.requests.get() + 1);
+                return Ok(OutboundResponse { status: 200, headers: vec![], body: br#"{"events_received":1,"messages":[]}"#.to_vec() });
+            }
+            NativeOutbound.send(req).await
+        }
+        async fn sleep(&self, ms: u32) {
+            NativeOutbound.sleep(ms).await
+        }
+        fn now_ms(&self) -> f64 {
+            NativeOutbound.now_ms()
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+    }
+
+    fn item(id: &str) -> Item {
+        let event = json!({ "event_name": "Lead", "event_id": id, "event_time": 1, "action_source": "website", "user_data": {} });
+        Item {
+            msg: QueuedEvent { v: 1, site: "shop.example".into(), pixel_id: "1".into(), test_event_code: None, claim_key: "c".into(), accepted_at_ms: 0, event },
+            age_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn delivered_markers_cost_two_store_commands_per_batch_and_stop_a_second_send() {
+        let store = LocalStore::start();
+        let vars = [("UPSTASH_REDIS_REST_URL", store.url.as_str()), ("UPSTASH_REDIS_REST_TOKEN", store.token.as_str()), ("META_ACCESS_TOKEN", "t")];
+        let cfg = Config::from_source(&vars[..]).unwrap();
+        let (out, iso) = (MetaOk { requests: Default::default() }, Isolate::default());
+        let batch: Vec<Item> = (0..20).map(|i| item(&format!("e{i}"))).collect();
+        let since = store.log_seq();
+        let first = pollster::block_on(deliver(&batch, &cfg, &out, &iso));
+        assert!(first.fates.iter().all(|f| *f == Some(Fate::Delivered)), "{:?}", first.fates);
+        assert_eq!(out.requests.get(), 1);
+        // One MGET, then markers and books in one transaction: two store requests for 20 events.
+        assert_eq!(store.log_seq() - since, 2);
+        // The same messages again (a redelivery after a lost ack): nothing is sent twice.
+        let again = pollster::block_on(deliver(&batch[5..], &cfg, &out, &iso));
+        assert!(again.fates.iter().all(|f| *f == Some(Fate::AlreadyDelivered)), "{:?}", again.fates);
+        assert_eq!(out.requests.get(), 1);
+        let mixed: Vec<Item> = vec![item("e1"), item("new-1")];
+        let third = pollster::block_on(deliver(&mixed, &cfg, &out, &iso));
+        assert_eq!(third.fates, vec![Some(Fate::AlreadyDelivered), Some(Fate::Delivered)]);
     }
 }
