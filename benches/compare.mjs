@@ -3,26 +3,33 @@
 // crypto.subtle, the EVENTS queue), one after the other, each alone on the machine:
 //
 // - each worker in its own workerd through Miniflare, loaded straight at its workerd socket (the
-//   `ready` URL; no wrangler dev proxy), each with its own redis-server + upstash-local;
+//   `ready` URL; no wrangler dev proxy), each with its own redis-server + upstash-local. edgekeeper
+//   twice: as wrangler.toml configures it (startStack; [assets] with run_worker_first puts
+//   Miniflare's asset router, JS workers in the same workerd, in front of it) and without the ASSETS
+//   binding (`assets: false`), like the baseline. Miniflare's per-request log post from workerd to
+//   node (`logRequests`) is off for all three: production has no such hop;
 // - BENCH_CONCURRENCY (16) connections for BENCH_SECONDS (5) after BENCH_WARMUP (1) s; each request
 //   one beacon-sized event (text/plain, as sendBeacon sends) with messy PII; BENCH_RESEND (10 %) of
 //   the requests are exact re-sends of an event accepted earlier (same bytes, same event_id);
-// - workerd CPU per request: utime + stime of that instance's workerd process (/proc/<pid>/stat),
-//   before and after the measured window. Miniflare spawns workerd straight from this node process
-//   (child_process.spawn in its Runtime), so the pid is found by listing this process's children
-//   whose cmdline contains `workerd` before the instance starts and after `ready`: the one new pid.
+// - workerd CPU per request: utime + stime of that instance's workerd process (/proc/<pid>/stat,
+//   all its threads). Miniflare spawns workerd straight from this node process (child_process.spawn
+//   in its Runtime), so the pid is found by listing this process's children whose cmdline contains
+//   `workerd` before the instance starts and after `ready`: exactly one new pid, or the bench stops.
 //   Only one instance runs at a time. The process holds everything Miniflare runs for that instance
-//   (its entry worker, edgekeeper's asset router, the queue and the queue consumer);
+//   (its entry worker, the asset router, the queue, the queue consumer). The window opens after the
+//   warm-up's events have left the queue and closes when the window's have: the consumer's work is
+//   counted, however far it lags;
 // - store requests and commands per accepted event: HTTP requests at upstash-local (its
-//   /__control/log; a pipeline or an EVAL is one request, and the commands it carried are counted),
-//   and the commands redis itself executed (INFO commandstats; commands inside a Lua script counted,
-//   the EVAL itself not);
+//   /__control/log, polled each second; a pipeline or an EVAL is one request, and the commands it
+//   carried are counted), and the commands redis itself executed (INFO commandstats: the commands
+//   inside a Lua script counted, the EVAL itself not);
 // - both queues go to a consumer that prints each message and acks (edgekeeper: stack.mjs's spy
 //   worker; the baseline: its own queue() doing the same), and every accepted event_id must come out
 //   of the queue exactly once: neither side may skip the queue;
 // - the same for GET /health (a short separate load, BENCH_HEALTH_SECONDS, 2 s).
 //
-// `node benches/compare.mjs` runs it alone; benches/run.mjs (make bench) calls it last.
+// `node benches/compare.mjs` runs it alone; benches/run.mjs (make bench) calls it last. Exits 1 if
+// an accepted event is missing from a queue (or extra, or twice), on errors or unexpected answers.
 
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
@@ -162,9 +169,9 @@ const PLACES = [
 const NAMES = [['ViewContent', 0.45], ['AddToCart', 0.25], ['InitiateCheckout', 0.12], ['Purchase', 0.08], ['Lead', 0.05], ['PageView', 0.05]];
 const RUN = Date.now().toString(36);
 // An address's local part as people have them: the name without accents (Zoë Müller: zoe.muller).
-const ascii = (s) => s.normalize('NFD').replace(/[^A-Za-z0-9.-]/g, '');
+const ascii = (s) => s.normalize('NFD').replace(/[ØøŁł]/g, (c) => ({ Ø: 'O', ø: 'o', Ł: 'L', ł: 'l' })[c]).replace(/[^A-Za-z0-9.-]/g, '');
 
-function traffic(seed = 42) {
+export function traffic(seed = 42) {
   const rand = prng(seed);
   const pick = (a) => a[Math.floor(rand() * a.length)];
   const messy = (s) => [...s].map((c) => (rand() < 0.3 ? c.toUpperCase() : c)).join('');
@@ -215,7 +222,7 @@ const HEADERS = {
 // ---------------------------------------------------------------------------------------------
 // The load: closed loop, keep-alive, fixed concurrency (as benches/load.mjs), keeping the answers
 
-async function runLoad(send, { seconds, warmup, meter, pid }) {
+async function runLoad(send, { seconds, warmup, meter, pid, drained = () => true }) {
   const agent = new Agent({ connections: CONNECTIONS, pipelining: 1 });
   const w = { requests: 0, latencies: [], statuses: {}, errors: 0, accepted: 0, duplicates: 0, rejected: 0, unexpected: 0 };
   const loop = async (until, record) => {
@@ -236,13 +243,20 @@ async function runLoad(send, { seconds, warmup, meter, pid }) {
       }
     }
   };
+  let drainTimedOut = false;
+  const drain = () => waitFor(drained, { ms: 60000, every: 50, what: 'the queue consumer to catch up' }).catch(() => { drainTimedOut = true; });
   const warmEnd = Date.now() + warmup * 1000;
   await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(warmEnd, false)));
+  await drain(); // the warm-up's queue work is not in the window
   await meter?.start();
   const cpu0 = cpuMs(pid);
   const t0 = Date.now();
   await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(t0 + seconds * 1000, true)));
   const elapsed = (Date.now() - t0) / 1000;
+  // The CPU window closes when the consumer has had every event the window accepted: the queue's
+  // work is part of the cost, and a consumer lagging behind must not make a worker look cheaper.
+  await drain();
+  const drainMs = Date.now() - t0 - elapsed * 1000;
   const cpu1 = cpuMs(pid);
   const store = await meter?.stop();
   await agent.close();
@@ -250,7 +264,7 @@ async function runLoad(send, { seconds, warmup, meter, pid }) {
   const pct = (p) => w.latencies[Math.min(w.latencies.length - 1, Math.ceil((p / 100) * w.latencies.length) - 1)] ?? NaN;
   w.requests = w.latencies.length;
   return {
-    ...w, latencies: undefined, elapsed, store,
+    ...w, latencies: undefined, elapsed, drainMs, drainTimedOut, store,
     rps: w.requests / elapsed,
     acceptedPerSec: w.accepted / elapsed,
     p50: pct(50),
@@ -264,6 +278,12 @@ async function runLoad(send, { seconds, warmup, meter, pid }) {
 async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
   const gen = traffic();
   const acceptedIds = new Set();
+  const received = () => spyLines.filter((l) => l.startsWith('SPY '));
+  let seen = 0; // SPY lines counted so far (the log only grows)
+  const drained = () => {
+    for (; seen < spyLines.length; seen += 1) if (spyLines[seen].startsWith('SPY ')) drained.n = (drained.n ?? 0) + 1;
+    return (drained.n ?? 0) >= acceptedIds.size;
+  };
   const collect = await runLoad(async (agent) => {
     const item = gen.next();
     const r = await request(`${url}/collect`, { method: 'POST', dispatcher: agent, headers: HEADERS, body: item.body });
@@ -275,7 +295,7 @@ async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
     if (accepted.includes(item.id)) gen.accepted(item);
     const ok = item.resend ? (body.duplicates ?? []).includes(item.id) : accepted.includes(item.id);
     return { status: r.statusCode, accepted: accepted.length, duplicates: body.duplicates?.length ?? 0, rejected: body.rejected?.length ?? 0, unexpected: !ok };
-  }, { seconds: SECONDS, warmup: WARMUP, meter: storeMeter(store, redisPort), pid });
+  }, { seconds: SECONDS, warmup: WARMUP, meter: storeMeter(store, redisPort), pid, drained });
 
   const health = await runLoad(async (agent) => {
     const r = await request(`${url}/health`, { dispatcher: agent, headers: { 'user-agent': HEADERS['user-agent'] } });
@@ -284,8 +304,6 @@ async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
   }, { seconds: HEALTH_SECONDS, warmup: 0.5, meter: storeMeter(store, redisPort), pid });
 
   // Every accepted event out of the queue, once; nothing else.
-  const received = () => spyLines.filter((l) => l.startsWith('SPY '));
-  await waitFor(() => received().length >= acceptedIds.size, { ms: 60000, every: 250, what: 'the queue to deliver every accepted event' }).catch(() => {});
   await new Promise((r) => setTimeout(r, 1500)); // anything extra still on its way
   const messages = received().map((l) => JSON.parse(l.slice(4)));
   const ids = messages.map(queuedId);
@@ -336,6 +354,7 @@ async function startBaseline({ store }) {
     host: '127.0.0.1',
     port: 0,
     cf: false,
+    logRequests: false, // as for edgekeeper below: no per-request log post from workerd to node
     log: new CapturingLog(LogLevel.DEBUG),
     handleRuntimeStdio(stdout, stderr) {
       for (const s of [stdout, stderr]) createInterface({ input: s }).on('line', (l) => logs.push(l));
@@ -350,10 +369,15 @@ export async function benchCompare() {
 
   // edgekeeper: the stack of the tests (its own redis + upstash-local + Meta fake), rate limits far
   // above the load, the queue to the spy consumer (delivery to Meta is not what is compared).
-  {
-    const [stack, pid] = await withWorkerdPid(() => startStack({ vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true }));
+  // `edgekeeper`: as wrangler.toml deploys it, with [assets] (Miniflare then puts its asset router,
+  // JS workers in the same workerd, in front: run_worker_first); `edgekeeper, no assets`: without
+  // the ASSETS binding, like the baseline. Miniflare's per-request log post to node is off for all.
+  for (const [name, opts] of [['edgekeeper', {}], ['edgekeeperNoAssets', { assets: false }]]) {
+    const [stack, pid] = await withWorkerdPid(() => startStack({
+      vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true, logRequests: false, ...opts,
+    }));
     try {
-      results.edgekeeper = await measure({
+      results[name] = await measure({
         url: stack.url, pid, store: stack.store, redisPort: stack.redis.port, spyLines: stack.worker.logs,
         queuedId: (m) => m.event?.event_id,
       });
@@ -379,7 +403,7 @@ export async function benchCompare() {
     }
   }
 
-  // Same inputs, same hashes? (em and ph, for the events both queued.)
+  // Same inputs, same hashes? Per user_data key, for the events both queued.
   const one = (v) => (Array.isArray(v) ? v[0] : v);
   const ekById = new Map(results.edgekeeper.messages.map((m) => [m.event.event_id, m.event.user_data]));
   const parity = { common: 0 };
@@ -387,63 +411,61 @@ export async function benchCompare() {
     const ek = ekById.get(m.event_id);
     if (!ek) continue;
     parity.common += 1;
-    for (const k of ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id']) {
+    for (const k of USER_DATA_KEYS) {
       if (one(ek[k]) === m.user_data[k]) parity[k] = (parity[k] ?? 0) + 1;
-      else if (process.env.BENCH_DEBUG && !parity[`${k}_sample`]) parity[`${k}_sample`] = [m.event_id, one(ek[k]), m.user_data[k]];
     }
   }
   results.parity = parity;
-  for (const r of [results.edgekeeper, results.js]) delete r.messages;
+  for (const r of [results.edgekeeper, results.edgekeeperNoAssets, results.js]) delete r.messages;
   return results;
 }
 
+const USER_DATA_KEYS = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'];
+
 export function printCompare(res) {
-  const ek = res.edgekeeper;
-  const js = res.js;
-  const perAcc = (r, k) => r.collect.store[k] / Math.max(1, r.collect.accepted);
+  const sides = [res.edgekeeper, res.edgekeeperNoAssets, res.js];
   const f = (n, d = 1) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
+  const each = (fn) => sides.map(fn);
+  const ratios = (fn, d = 2) => [f(fn(res.edgekeeper) / fn(res.js), d), f(fn(res.edgekeeperNoAssets) / fn(res.js), d)];
+  const perAcc = (k) => (r) => r.collect.store[k] / Math.max(1, r.collect.accepted);
   const rows = [
-    ['/collect requests/s', f(ek.collect.rps, 0), f(js.collect.rps, 0), f(ek.collect.rps / js.collect.rps, 2)],
-    ['/collect accepted events/s', f(ek.collect.acceptedPerSec, 0), f(js.collect.acceptedPerSec, 0), f(ek.collect.acceptedPerSec / js.collect.acceptedPerSec, 2)],
-    ['latency p50 / p99 (ms)', `${f(ek.collect.p50)} / ${f(ek.collect.p99)}`, `${f(js.collect.p50)} / ${f(js.collect.p99)}`, ''],
-    ['workerd CPU per request (ms)', f(ek.collect.cpuPerRequest, 3), f(js.collect.cpuPerRequest, 3), f(ek.collect.cpuPerRequest / js.collect.cpuPerRequest, 2)],
-    ['store requests per accepted event', f(perAcc(ek, 'requests'), 3), f(perAcc(js, 'requests'), 3), ''],
-    ['  commands in them per accepted event', f(perAcc(ek, 'restCommands'), 3), f(perAcc(js, 'restCommands'), 3), ''],
-    ['  redis commands run per accepted event', f(perAcc(ek, 'redisCommands'), 3), f(perAcc(js, 'redisCommands'), 3), ''],
-    ['requests, accepted, duplicates, rejected', `${ek.collect.requests}, ${ek.collect.accepted}, ${ek.collect.duplicates}, ${ek.collect.rejected}`, `${js.collect.requests}, ${js.collect.accepted}, ${js.collect.duplicates}, ${js.collect.rejected}`, ''],
-    ['unexpected answers, errors', `${ek.collect.unexpected}, ${ek.collect.errors}`, `${js.collect.unexpected}, ${js.collect.errors}`, ''],
-    ['queue: accepted → received (missing, extra, twice)', qs(ek.queue), qs(js.queue), ''],
-    ['/health requests/s', f(ek.health.rps, 0), f(js.health.rps, 0), f(ek.health.rps / js.health.rps, 2)],
-    ['/health p50 / p99 (ms)', `${f(ek.health.p50)} / ${f(ek.health.p99)}`, `${f(js.health.p50)} / ${f(js.health.p99)}`, ''],
-    ['/health workerd CPU per request (ms)', f(ek.health.cpuPerRequest, 3), f(js.health.cpuPerRequest, 3), f(ek.health.cpuPerRequest / js.health.cpuPerRequest, 2)],
-    ['/health store requests per request', f(ek.health.store.requests / Math.max(1, ek.health.requests), 3), f(js.health.store.requests / Math.max(1, js.health.requests), 3), ''],
+    ['/collect requests/s', ...each((r) => f(r.collect.rps, 0)), ...ratios((r) => r.collect.rps)],
+    ['/collect accepted events/s', ...each((r) => f(r.collect.acceptedPerSec, 0)), ...ratios((r) => r.collect.acceptedPerSec)],
+    ['latency p50 / p99 (ms)', ...each((r) => `${f(r.collect.p50)} / ${f(r.collect.p99)}`), '', ''],
+    ['workerd CPU per request (ms)', ...each((r) => f(r.collect.cpuPerRequest, 3)), ...ratios((r) => r.collect.cpuPerRequest)],
+    ['store requests per accepted event', ...each((r) => f(perAcc('requests')(r), 3)), '', ''],
+    ['  commands in them', ...each((r) => f(perAcc('restCommands')(r), 3)), '', ''],
+    ['  redis commands run (Lua included)', ...each((r) => f(perAcc('redisCommands')(r), 3)), '', ''],
+    ['requests / accepted / dup / rejected', ...each((r) => `${r.collect.requests}/${r.collect.accepted}/${r.collect.duplicates}/${r.collect.rejected}`), '', ''],
+    ['unexpected answers, errors', ...each((r) => `${r.collect.unexpected}, ${r.collect.errors}`), '', ''],
+    ['queue: accepted -> received', ...each((r) => `${r.queue.accepted} -> ${r.queue.received}`), '', ''],
+    ['  missing, extra, twice', ...each((r) => `${r.queue.missing}, ${r.queue.extra}, ${r.queue.twice}`), '', ''],
+    ['/health requests/s', ...each((r) => f(r.health.rps, 0)), ...ratios((r) => r.health.rps)],
+    ['/health p50 / p99 (ms)', ...each((r) => `${f(r.health.p50)} / ${f(r.health.p99)}`), '', ''],
+    ['/health workerd CPU per request (ms)', ...each((r) => f(r.health.cpuPerRequest, 3)), ...ratios((r) => r.health.cpuPerRequest)],
+    ['/health store requests per request', ...each((r) => f(r.health.store.requests / Math.max(1, r.health.requests), 3)), '', ''],
   ];
-  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ['', 'edgekeeper', 'JS baseline', 'edgekeeper/JS'][i].length));
-  console.log(`\nedgekeeper against the JS baseline (benches/js-baseline/worker.js): each in its own workerd via Miniflare, loaded at its socket, each with its own redis + upstash-local`);
-  console.log(`  ${CONNECTIONS} connections, ${SECONDS} s after ${WARMUP} s warm-up; one beacon-sized event per request, ${Math.round(RESEND * 100)} % exact re-sends; /health ${HEALTH_SECONDS} s`);
-  const line = (r) => `  ${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padStart(w[2])}  ${r[3].padStart(w[3])}`;
-  console.log(line(['', 'edgekeeper', 'JS baseline', 'edgekeeper/JS']));
+  const head = ['', 'edgekeeper', 'ek, no assets', 'JS baseline', 'ek/JS', 'ek no assets/JS'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => `  ${r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ')}`;
+  console.log(`\nedgekeeper against the JS baseline (benches/js-baseline/worker.js): each in its own workerd via Miniflare, loaded at its socket, own redis + upstash-local`);
+  console.log(`  ${CONNECTIONS} connections, ${SECONDS} s after ${WARMUP} s warm-up; one beacon-sized event per request, ${Math.round(RESEND * 100)} % exact re-sends; /health ${HEALTH_SECONDS} s; CPU window: measured load + queue drain`);
+  console.log(line(head));
   for (const r of rows) console.log(line(r));
-  const statuses = (r) => JSON.stringify({ collect: r.collect.statuses, health: r.health.statuses });
-  console.log(`  statuses: edgekeeper ${statuses(ek)}, JS ${statuses(js)}`);
-  console.log(`  redis commands (edgekeeper): ${JSON.stringify(ek.collect.store.redisByCommand)}; (JS): ${JSON.stringify(js.collect.store.redisByCommand)}`);
-  console.log(`  store endpoints (edgekeeper): ${JSON.stringify(ek.collect.store.endpoints)}; (JS): ${JSON.stringify(js.collect.store.endpoints)}`);
-  for (const [n, r] of [['edgekeeper', ek], ['JS', js]]) if (r.collect.store.logged < r.collect.store.requests) console.log(`  [${n}: store log dropped ${r.collect.store.requests - r.collect.store.logged} entries: commands per request are a lower bound]`);
-  const keys = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'];
-  console.log(`  same hash on both sides, of ${res.parity.common} events both queued (normalisation rules differ, see BENCHMARKS.md): ${keys.map((k) => `${k} ${res.parity[k] ?? 0}`).join(', ')}`);
-  if (process.env.BENCH_DEBUG) console.log(JSON.stringify(res.parity));
-  console.log(`  throughput edgekeeper/JS: ${f(ek.collect.acceptedPerSec / js.collect.acceptedPerSec, 2)}× accepted events/s; CPU per /collect request: JS uses ${f(js.collect.cpuPerRequest / ek.collect.cpuPerRequest, 2)}× edgekeeper's`);
-  const bad = [ek, js].some((r) => r.queue.missing || r.queue.extra || r.queue.twice || r.collect.errors || r.collect.unexpected);
+  const names = ['edgekeeper', 'ek, no assets', 'JS'];
+  sides.forEach((r, i) => {
+    console.log(`  ${names[i]}: statuses ${JSON.stringify({ collect: r.collect.statuses, health: r.health.statuses })}, redis ${JSON.stringify(r.collect.store.redisByCommand)}, store endpoints ${JSON.stringify(r.collect.store.endpoints)}, queue drained ${f(r.collect.drainMs, 0)} ms after the window`);
+    if (r.collect.store.logged < r.collect.store.requests) console.log(`  [${names[i]}: store log dropped ${r.collect.store.requests - r.collect.store.logged} entries: commands in them are a lower bound]`);
+  });
+  console.log(`  same hash for the same input, of ${res.parity.common} events both queued (the normalisation rules differ): ${USER_DATA_KEYS.map((k) => `${k} ${res.parity[k] ?? 0}`).join(', ')}`);
+  console.log(`  edgekeeper/JS: ${ratios((r) => r.collect.acceptedPerSec).join(' (no assets: ')}) × the accepted events/s at ${ratios((r) => r.collect.cpuPerRequest).join(' (no assets: ')}) × the workerd CPU per request`);
+  const bad = sides.some((r) => r.queue.missing || r.queue.extra || r.queue.twice || r.collect.errors || r.collect.unexpected || r.collect.drainTimedOut);
   if (bad) {
     console.log('  CHECK FAILED: an accepted event missing from a queue, an extra or twice, an error, or an unexpected answer');
     process.exitCode = 1;
   }
 }
 
-function qs(q) {
-  return `${q.accepted} → ${q.received} (${q.missing}, ${q.extra}, ${q.twice})`;
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   printCompare(await benchCompare());
 }

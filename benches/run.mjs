@@ -9,6 +9,7 @@ import { ROOT, startWorker } from '../tests/support/stack.mjs';
 import { startLayerFightOrigin } from '../tests/fakes/layer-fight-origin.mjs';
 import { load, fmtLoad } from './load.mjs';
 import { benchCollect, printCollect } from './collect.mjs';
+import { benchCompare, printCompare } from './compare.mjs';
 
 const KB = 1024;
 const BUDGET_GZIP = 350 * KB; // ours
@@ -73,3 +74,7 @@ printCollect(await benchCollect());
 console.log('\nnative intake cost per event (criterion: cargo bench --bench intake)');
 const crit = execFileSync('cargo', ['bench', '--bench', 'intake', '--', '--noplot'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 for (const line of crit.split('\n').filter((l) => /time:|^intake/.test(l))) console.log(`  ${line.trim()}`);
+
+// edgekeeper against the JS worker a user would write for the same job (benches/compare.mjs,
+// benches/js-baseline/): throughput, latency, workerd CPU and store traffic per event, both ways.
+printCompare(await benchCompare());

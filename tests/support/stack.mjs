@@ -117,8 +117,10 @@ export async function startUpstashLocal({ redisPort, token }) {
  * Options for tests: `batchTimeout` (seconds the queue gathers a batch), `maxRetries` (the main
  * queue's), `queue: false` (no EVENTS binding: every send fails), `spyQueue: true` (EVENTS goes
  * to a spy worker that prints each message body as `SPY <json>` in the logs instead of to delivery).
+ * For benches: `assets: false` (no ASSETS binding, so no asset router in front of the worker) and
+ * `logRequests: false` (Miniflare's entry worker does not post a log line to node per request).
  */
-export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, queue = true, spyQueue = false } = {}) {
+export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, queue = true, spyQueue = false, assets = true, logRequests = true } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import('wrangler');
   const configPath = join(ROOT, 'wrangler.toml');
@@ -150,6 +152,7 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
       ]),
     ),
   };
+  if (!assets) delete edgekeeper.assets;
   const spy = {
     name: 'spy',
     modules: true,
@@ -163,6 +166,7 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
     log: new CapturingLog(LogLevel.DEBUG),
     // No network here: skip fetching the real `request.cf` object.
     cf: false,
+    logRequests,
     // The worker's console output: kept so tests can scan it (for leaks, for events).
     handleRuntimeStdio(stdout, stderr) {
       for (const stream of [stdout, stderr]) {
