@@ -40,9 +40,10 @@ for i = 5, 4 + nclaims do
   if (not old) or old == ARGV[5] then out[#out + 1] = 1; new = new + 1 else out[#out + 1] = 0; dup = dup + 1 end
 end
 if first then
-  redis.call('HINCRBY', KEYS[4], 'accepted', new + tonumber(ARGV[10]))
-  redis.call('HINCRBY', KEYS[4], 'duplicates', dup + tonumber(ARGV[7]))
-  redis.call('HINCRBY', KEYS[4], 'rejected', tonumber(ARGV[6]))
+  local function add(field, n) if n ~= 0 then redis.call('HINCRBY', KEYS[4], field, n) end end
+  add('accepted', new + tonumber(ARGV[10]))
+  add('duplicates', dup + tonumber(ARGV[7]))
+  add('rejected', tonumber(ARGV[6]))
   for j, counts in ipairs(cjson.decode(ARGV[9])) do
     for field, n in pairs(counts) do redis.call('HINCRBY', KEYS[4 + nclaims + j], field, n) end
   end
