@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method as WMethod, Request, RequestInit};
+use wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
+use worker::{AbortController, Delay};
 
 use crate::http::{Method, Outbound, OutboundRequest, OutboundResponse, TransportError};
 
@@ -14,28 +16,34 @@ fn net(e: impl std::fmt::Display) -> TransportError {
     TransportError::Network(e.to_string())
 }
 
+/// One call, at the `fetch` level: the response body is read with one `arrayBuffer()` rather than
+/// a stream of chunks (each chunk read, and the reader's release, crosses into JS; the release
+/// even builds an error with a stack trace).
 async fn send_once(req: OutboundRequest, signal: worker::AbortSignal) -> Result<OutboundResponse, TransportError> {
-    let headers = Headers::new();
+    use wasm_bindgen::JsCast;
+    let headers = web_sys::Headers::new().map_err(|e| net(format!("{e:?}")))?;
     for (k, v) in &req.headers {
-        headers.set(k, v).map_err(net)?;
+        headers.set(k, v).map_err(|e| net(format!("{e:?}")))?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(match req.method {
-        Method::Get => WMethod::Get,
-        Method::Post => WMethod::Post,
-        Method::Put => WMethod::Put,
-        Method::Delete => WMethod::Delete,
-    })
-    .with_headers(headers);
+    let init = web_sys::RequestInit::new();
+    init.set_method(match req.method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+    });
+    init.set_headers(&headers);
+    init.set_signal(Some(&signal));
     if let Some(body) = &req.body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
     }
-    let request = Request::new_with_init(&req.url, &init).map_err(net)?;
-    let mut resp = Fetch::Request(request).send_with_signal(&signal).await.map_err(net)?;
-    let status = resp.status_code();
-    let headers = resp.headers().entries().collect();
-    let body = resp.bytes().await.map_err(net)?;
-    Ok(OutboundResponse { status, headers, body })
+    let js = |e: wasm_bindgen::JsValue| net(e.as_string().unwrap_or_else(|| format!("{e:?}")));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let resp: web_sys::Response = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init)).await.map_err(js)?.unchecked_into();
+    let status = resp.status();
+    let headers = worker::Headers(resp.headers()).entries().collect();
+    let buf = JsFuture::from(resp.array_buffer().map_err(js)?).await.map_err(js)?;
+    Ok(OutboundResponse { status, headers, body: js_sys::Uint8Array::new(&buf).to_vec() })
 }
 
 impl Outbound for WorkerOutbound {
