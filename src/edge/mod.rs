@@ -35,45 +35,25 @@ impl VarSource for EnvVars<'_> {
     }
 }
 
-/// Every variable a parse read, with the value it read: what a later `env` is compared against.
-struct Recording<'a> {
-    env: EnvVars<'a>,
-    seen: std::cell::RefCell<Vec<(String, Option<String>)>>,
-}
-
-impl VarSource for Recording<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        let v = self.env.get(name);
-        self.seen.borrow_mut().push((name.to_string(), v.clone()));
-        v
-    }
-}
-
 type Parsed = std::rc::Rc<Result<Config, Vec<crate::config::ConfigError>>>;
 
-/// The configuration, parsed and validated once per isolate rather than per request: reused while
-/// `env` is the very object it was parsed from (within an isolate, the usual case), or, for another
-/// object, while every variable the parse read still holds the value it read. A new deployment or
-/// secret therefore parses again, and a bad setting stays a clear error on every request.
+/// The configuration, parsed and validated once per isolate rather than per request, keyed by the
+/// `env` object itself: workerd hands an isolate's requests the same `env`, and a new deployment or
+/// secret is a new isolate with a new one, so an identity check is the cheapest fingerprint there
+/// is. A bad setting stays a clear error on every request.
 fn config(env: &Env) -> Parsed {
     thread_local! {
-        static CACHED: std::cell::RefCell<Option<(Env, Vec<(String, Option<String>)>, Parsed)>> = const { std::cell::RefCell::new(None) };
+        static CACHED: std::cell::RefCell<Option<(Env, Parsed)>> = const { std::cell::RefCell::new(None) };
     }
     CACHED.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if let Some((seen_env, raw, parsed)) = cached.as_mut() {
+        if let Some((seen_env, parsed)) = cached.as_ref() {
             if js_sys::Object::is(seen_env, env) {
                 return parsed.clone();
             }
-            let vars = EnvVars(env);
-            if raw.iter().all(|(name, value)| vars.get(name) == *value) {
-                *seen_env = env.clone();
-                return parsed.clone();
-            }
         }
-        let recording = Recording { env: EnvVars(env), seen: Default::default() };
-        let parsed: Parsed = std::rc::Rc::new(Config::from_source(&recording));
-        *cached = Some((env.clone(), recording.seen.into_inner(), parsed.clone()));
+        let parsed: Parsed = std::rc::Rc::new(Config::from_source(&EnvVars(env)));
+        *cached = Some((env.clone(), parsed.clone()));
         isolate().count("config_parsed", 1);
         parsed
     })

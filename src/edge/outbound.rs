@@ -21,9 +21,10 @@ fn net(e: impl std::fmt::Display) -> TransportError {
 /// even builds an error with a stack trace).
 async fn send_once(req: OutboundRequest, signal: worker::AbortSignal) -> Result<OutboundResponse, TransportError> {
     use wasm_bindgen::JsCast;
-    let headers = web_sys::Headers::new().map_err(|e| net(format!("{e:?}")))?;
+    let js = |e: wasm_bindgen::JsValue| net(e.as_string().unwrap_or_else(|| "fetch failed".into()));
+    let headers = web_sys::Headers::new().map_err(js)?;
     for (k, v) in &req.headers {
-        headers.set(k, v).map_err(|e| net(format!("{e:?}")))?;
+        headers.set(k, v).map_err(js)?;
     }
     let init = web_sys::RequestInit::new();
     init.set_method(match req.method {
@@ -37,7 +38,6 @@ async fn send_once(req: OutboundRequest, signal: worker::AbortSignal) -> Result<
     if let Some(body) = &req.body {
         init.set_body(&js_sys::Uint8Array::from(body.as_slice()));
     }
-    let js = |e: wasm_bindgen::JsValue| net(e.as_string().unwrap_or_else(|| format!("{e:?}")));
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let resp: web_sys::Response = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init)).await.map_err(js)?.unchecked_into();
     let status = resp.status();

@@ -51,6 +51,11 @@ pub const QUEUE_BATCH_MESSAGES: usize = 100;
 pub const QUEUE_BATCH_BYTES: usize = 200 * 1024;
 
 fn chunks(messages: &[QueuedEvent]) -> Vec<(usize, usize)> {
+    // One message (a beacon, the common case) is one batch: no need to serialise it to measure it
+    // (the sink serialises it once, to send it).
+    if messages.len() <= 1 {
+        return if messages.is_empty() { Vec::new() } else { vec![(0, 1)] };
+    }
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, m) in messages.iter().enumerate() {
