@@ -73,8 +73,6 @@ pub struct Isolate {
     pending_books: RefCell<std::collections::BTreeMap<String, PendingBooks>>,
     /// Match-key counts of accepted events per (site, event name), waiting likewise.
     pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
-    /// SHA-1 of each script this isolate has loaded into the store (for EVALSHA).
-    pub scripts: RefCell<std::collections::BTreeMap<&'static str, String>>,
     /// The last `/health` store probe: when (ms), its status and report.
     pub health_probe: RefCell<Option<(f64, crate::health::Status, serde_json::Value)>>,
     /// Purge records of the worker's cache per site, and when they were read from the store.
@@ -121,7 +119,6 @@ impl Default for Isolate {
             pending_match: RefCell::default(),
             purges: RefCell::default(),
             health_probe: RefCell::default(),
-            scripts: RefCell::default(),
         }
     }
 }
@@ -450,9 +447,9 @@ impl<'a, O: Outbound> Store<'a, O> {
     }
 
     /// EVAL a Lua script: one round trip for logic that must be atomic.
-    /// Runs a script by its SHA-1 once this isolate has loaded it (EVALSHA: the script's text is
-    /// not sent, copied and escaped on every call). The first call, and one after the store lost
-    /// its scripts (NOSCRIPT), loads it and runs it in the same round trip.
+    /// Runs a script (EVAL). Not EVALSHA: loading a script after the store lost it (a restart) adds
+    /// round trips exactly when replies get lost, and `make soak` then found the books off by a
+    /// batch of ride-along counts (see RELIABILITY.md).
     pub async fn eval(&self, op: &'static str, script: &'static str, keys: &[String], args: &[String], retry: Retry) -> Result<Value, StoreError> {
         let with_args = |mut c: Command| {
             c.push(keys.len().to_string());
@@ -460,20 +457,7 @@ impl<'a, O: Outbound> Store<'a, O> {
             c.extend(args.iter().cloned());
             c
         };
-        let known = self.iso.scripts.borrow().get(script).cloned();
-        if let Some(sha) = known {
-            match self.command(op, &with_args(cmd(["EVALSHA", sha.as_str()])), retry).await {
-                Err(StoreError::Command(m)) if m.contains("NOSCRIPT") => {
-                    self.iso.scripts.borrow_mut().remove(script);
-                }
-                other => return other,
-            }
-        }
-        let mut results = self.pipeline(op, &[cmd(["SCRIPT", "LOAD", script]), with_args(cmd(["EVAL", script]))], retry).await?.into_iter();
-        if let Some(Ok(Value::Str(sha))) = results.next() {
-            self.iso.scripts.borrow_mut().insert(script, sha);
-        }
-        results.next().unwrap_or_else(|| Err(StoreError::Protocol(format!("{op}: no answer for the script"))))
+        self.command(op, &with_args(cmd(["EVAL", script])), retry).await
     }
 }
 

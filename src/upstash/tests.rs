@@ -156,24 +156,3 @@ fn pattern_delete_scans_in_pages_and_leaves_other_keys() {
     assert!(scans >= 10, "paged: {scans} SCAN calls");
     assert!(m.op("unlink").unwrap().calls >= 10);
 }
-
-#[test]
-fn scripts_run_by_sha_after_the_first_call_and_survive_a_script_flush() {
-    const SCRIPT: &str = "return redis.call('INCR', KEYS[1])";
-    let store = LocalStore::start();
-    let cfg = store.config();
-    let (out, iso) = (NativeOutbound, Isolate::default());
-    let db = Store::new(&cfg, &out, &iso);
-    let k = vec!["n".to_string()];
-    run(async {
-        assert_eq!(db.eval("t", SCRIPT, &k, &[], Retry::Once).await.unwrap(), Value::Int(1));
-        assert!(iso.scripts.borrow().contains_key(SCRIPT), "the first call learnt the script's sha");
-        let since = store.log_seq();
-        assert_eq!(db.eval("t", SCRIPT, &k, &[], Retry::Once).await.unwrap(), Value::Int(2));
-        assert_eq!(store.log_seq() - since, 1, "one request, by sha");
-        // The store lost its scripts (restart, flush): NOSCRIPT, then loaded and run again.
-        db.command("t", &cmd(["SCRIPT", "FLUSH"]), Retry::Once).await.unwrap();
-        assert_eq!(db.eval("t", SCRIPT, &k, &[], Retry::Once).await.unwrap(), Value::Int(3));
-        assert_eq!(db.eval("t", SCRIPT, &k, &[], Retry::Once).await.unwrap(), Value::Int(4));
-    });
-}
