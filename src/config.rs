@@ -401,11 +401,7 @@ fn list(v: &str) -> Vec<String> {
 
 fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
     let mut p = Policy::default();
-    match r.opt("CACHE_POLICY").as_deref() {
-        None | Some("on") => {}
-        Some("off") => p.enabled = false,
-        Some(_) => r.fail("CACHE_POLICY", "expected on or off"),
-    }
+    p.enabled = on_off(r, "CACHE_POLICY", true);
     if let Some(json) = r.opt("CACHE_RULES") {
         match cache_policy::rules::parse(&json) {
             Ok(rules) => p.user = rules,
@@ -427,11 +423,7 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
         swr: r.number("CACHE_HTML_SWR", d.swr as u32, 0, 31_536_000).into(),
         sie: r.number("CACHE_HTML_SIE", d.sie as u32, 0, 31_536_000).into(),
     };
-    match r.opt("CACHE_STORE").as_deref() {
-        None | Some("on") => {}
-        Some("off") => p.store = false,
-        Some(_) => r.fail("CACHE_STORE", "expected on or off"),
-    }
+    p.store = on_off(r, "CACHE_STORE", true);
     if let Some(v) = r.opt("CACHE_IGNORE_PARAMS") {
         p.ignored_params = list(&v);
         if let Some(bad) = p.ignored_params.iter().find(|x| x.trim_end_matches('*').is_empty() || !x.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.*".contains(&b))) {
@@ -447,13 +439,15 @@ fn cache_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> Policy {
     p
 }
 
-fn on_off<S: VarSource + ?Sized>(r: &mut Reader<'_, S>, name: &'static str) -> bool {
+/// An `on`/`off` setting; unset (or invalid, which is also reported) means `default`.
+fn on_off<S: VarSource + ?Sized>(r: &mut Reader<'_, S>, name: &'static str, default: bool) -> bool {
     match r.opt(name).as_deref() {
-        None | Some("off") => false,
+        None => default,
+        Some("off") => false,
         Some("on") => true,
         Some(_) => {
             r.fail(name, "expected on or off");
-            false
+            default
         }
     }
 }
@@ -464,8 +458,8 @@ fn match_settings<S: VarSource + ?Sized>(r: &mut Reader<'_, S>) -> MatchQuality 
         |v| v.len() <= 253 && v.trim_start_matches('.').split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
         "a domain such as .shop.example",
     );
-    let allow_dry_run = on_off(r, "COLLECT_DRY_RUN");
-    let allow_test_event_code = on_off(r, "ALLOW_TEST_EVENT_CODE");
+    let allow_dry_run = on_off(r, "COLLECT_DRY_RUN", false);
+    let allow_test_event_code = on_off(r, "ALLOW_TEST_EVENT_CODE", false);
     let ldu = match r.opt("LDU_MODE").as_deref() {
         None | Some("off") => LduMode::Off,
         Some("always") => LduMode::Always,
