@@ -59,11 +59,17 @@ fn config(env: &Env) -> Parsed {
     })
 }
 
-pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> {
+/// Header pairs as the runtime's `Headers` (repeated names kept, e.g. `Set-Cookie`).
+pub(crate) fn headers_of(pairs: &[(String, String)]) -> worker::Result<Headers> {
     let headers = Headers::new();
-    for (k, v) in &reply.headers {
+    for (k, v) in pairs {
         headers.append(k, v)?;
     }
+    Ok(headers)
+}
+
+pub(crate) fn to_response(reply: Reply, head: bool) -> worker::Result<Response> {
+    let headers = headers_of(&reply.headers)?;
     let builder = Response::builder().with_status(reply.status).with_headers(headers);
     Ok(if head { builder.empty() } else { builder.fixed(reply.body) })
 }

@@ -11,9 +11,9 @@
 use std::cell::RefCell;
 
 use worker::web_sys;
-use worker::{Cache, Context, Env, Fetch, Headers, Method as WMethod, Request, Response};
+use worker::{Cache, Context, Env, Fetch, Method as WMethod, Request, Response};
 
-use super::{isolate, to_response, EnvVars, WorkerOutbound};
+use super::{headers_of, isolate, to_response, EnvVars, WorkerOutbound};
 use crate::cache_policy::stored::{not_modified, url_origin, Age};
 use crate::cache_policy::{CacheOutcome, Policy, RequestFacts, ResponseFacts, StoredMeta, DEFAULT_EXPLAIN_HEADER};
 use crate::config::Config;
@@ -40,12 +40,8 @@ pub fn request_facts(req: &Request, policy: &Policy) -> RequestFacts {
 
 /// The same status and (streamed) body with other headers (a fetched response's are immutable).
 fn with_headers(resp: Response, pairs: &[(String, String)]) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (k, v) in pairs {
-        headers.append(k, v)?;
-    }
     let (builder, body) = resp.into_parts();
-    Ok(builder.with_headers(headers).body(body))
+    Ok(builder.with_headers(headers_of(pairs)?).body(body))
 }
 
 /// The policy's headers on an origin or asset response; with a cache `key`, a copy to store when
@@ -79,11 +75,7 @@ fn serve(policy: &Policy, req: &Request, copy: Response, meta: &StoredMeta, now_
     let find = |name: &str| stored.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     if not_modified(h.get("if-none-match").ok().flatten().as_deref(), h.get("if-modified-since").ok().flatten().as_deref(), find("etag"), find("last-modified")) {
         let kept: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")).collect();
-        let out = Headers::new();
-        for (k, v) in &kept {
-            out.append(k, v)?;
-        }
-        return Ok(Response::builder().with_status(304).with_headers(out).empty());
+        return Ok(Response::builder().with_status(304).with_headers(headers_of(&kept)?).empty());
     }
     let resp = with_headers(copy, &headers)?;
     if req.method() == WMethod::Head {
@@ -146,9 +138,9 @@ fn refreshing() -> &'static RefCell<Vec<(String, u64)>> {
     R.with(|r| *r)
 }
 
-/// The stored copy for `key`, unless a purge record covers it.
-async fn lookup(cfg: &Config, cache: &Cache, key: &str, site: &str, origin: &str) -> Option<(Response, StoredMeta)> {
-    let copy = cache.get(key, false).await.ok().flatten()?;
+/// The stored copy for `key` (which starts with `origin`), unless a purge record of `site` covers it.
+async fn lookup(cfg: &Config, key: &str, site: &str, origin: &str) -> Option<(Response, StoredMeta)> {
+    let copy = Cache::default().get(key, false).await.ok().flatten()?;
     let meta = copy.headers().get(crate::cache_policy::stored::STORED_HEADER).ok().flatten().and_then(|v| StoredMeta::parse(&v))?;
     let purges = crate::cache_purge::current(cfg, &WorkerOutbound, isolate(), site).await;
     // Treated as absent; the next miss's put replaces it (no delete: one Cache API call less).
@@ -163,7 +155,7 @@ pub async fn stored_for_explain(cfg: &Config, req: &crate::request::Incoming) ->
     let t = crate::admin::explain_target(req, cfg).ok()?;
     let origin = url_origin(&t.key);
     let host = split_url(&t.key).host;
-    lookup(cfg, &Cache::default(), &t.key, &host, &origin).await.map(|(_, meta)| meta)
+    lookup(cfg, &t.key, &host, &origin).await.map(|(_, meta)| meta)
 }
 
 async fn fetch_origin(req: Request) -> worker::Result<Response> {
@@ -176,14 +168,13 @@ async fn put(key: String, copy: Response) {
     }
 }
 
-/// What the worker's cache does for one site request.
-enum Mode<'a> {
-    /// No valid policy (invalid configuration or `CACHE_POLICY=off`): headers pass untouched.
-    Untouched,
-    /// The policy's headers, the cache not consulted (why).
-    Bypass(&'a Config, &'static str),
-    /// The policy's headers and the cache, under this key.
-    Keyed(&'a Config, String),
+/// The policy as it applies to one site request (absent: no valid policy, invalid configuration or
+/// `CACHE_POLICY=off`, and headers pass untouched): the request's facts and the worker-cache key it
+/// is looked up under, or why it is not looked up.
+struct Applied<'a> {
+    cfg: &'a Config,
+    facts: RequestFacts,
+    key: Result<String, &'static str>,
 }
 
 /// One boxed type for every background task, so `wait_until` is instantiated once.
@@ -230,19 +221,20 @@ pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Resp
         None => raw_url.clone(),
     };
     let now = WorkerOutbound.now_ms() as u64;
-    let facts = cfg.as_ref().ok().map(|c| request_facts(&req, &c.cache));
-    let mode = match (cfg.as_ref().ok().filter(|c| c.cache.enabled), &facts) {
-        (Some(c), Some(f)) => match c.cache.cache_bypass(f) {
-            Some(why) => Mode::Bypass(c, why),
-            None => Mode::Keyed(c, c.cache.cache_key(&url_origin(&raw_url), &url.path, url.query.as_deref())),
-        },
-        _ => Mode::Untouched,
-    };
+    let site_origin = url_origin(&raw_url);
+    let applied = cfg.as_ref().ok().filter(|c| c.cache.enabled).map(|c| {
+        let facts = request_facts(&req, &c.cache);
+        let key = match c.cache.cache_bypass(&facts) {
+            Some(why) => Err(why),
+            None => Ok(c.cache.cache_key(&site_origin, &url.path, url.query.as_deref())),
+        };
+        Applied { cfg: c, facts, key }
+    });
 
     let mut stale_if_error = None;
-    if let (Mode::Keyed(c, key), Some(facts)) = (&mode, &facts) {
+    if let Some(Applied { cfg: c, facts, key: Ok(key) }) = &applied {
         let policy = &c.cache;
-        if let Some((copy, meta)) = lookup(c, &Cache::default(), key, &url.host, &url_origin(&raw_url)).await {
+        if let Some((copy, meta)) = lookup(c, key, &url.host, &site_origin).await {
             match policy.freshness(meta.class).map(|f| f.state(meta.age_secs(now))) {
                 Some(Age::Fresh) => return serve(policy, &req, copy, &meta, now, CacheOutcome::Hit),
                 Some(Age::Stale) => {
@@ -260,29 +252,27 @@ pub async fn site(req: Request, env: &Env, ctx: &Context) -> worker::Result<Resp
 
     // The one origin fetch of the request.
     let fetched = fetch_origin(origin_request(&req, &target, false)?).await;
-    if let (Some((copy, meta)), Mode::Keyed(c, _)) = (stale_if_error, &mode) {
+    if let (Some((copy, meta)), Some(a)) = (stale_if_error, &applied) {
         if fetched.as_ref().map_or(true, |r| r.status_code() >= 500) {
             isolate().count("worker_cache_stale_if_error", 1);
-            return serve(&c.cache, &req, copy, &meta, now, CacheOutcome::StaleIfError);
+            return serve(&a.cfg.cache, &req, copy, &meta, now, CacheOutcome::StaleIfError);
         }
     }
     let resp = match fetched {
         Ok(r) => r,
         Err(e) => return to_response(AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 }.into_reply(), head),
     };
-    let (c, key) = match (&mode, &facts) {
-        (Mode::Keyed(c, key), _) => (c, Ok(key.as_str())),
-        (Mode::Bypass(c, why), _) => (c, Err(*why)),
+    let Some(a) = &applied else {
         // Invalid configuration: untouched, but say why nothing was applied.
-        (Mode::Untouched, _) if cfg.is_err() => {
+        if cfg.is_err() {
             let mut pairs: Vec<(String, String)> = resp.headers().entries().collect();
             pairs.push((DEFAULT_EXPLAIN_HEADER.into(), "bypass; reason=config-invalid".into()));
             return with_headers(resp, &pairs);
         }
-        (Mode::Untouched, _) => return Ok(resp),
+        return Ok(resp);
     };
-    let Some(facts) = facts.as_ref() else { return Ok(resp) };
-    let (served, copy) = answer(&c.cache, facts, resp, key, now)?;
+    let key = a.key.as_deref().map_err(|why| *why);
+    let (served, copy) = answer(&a.cfg.cache, &a.facts, resp, key, now)?;
     if let (Some(copy), Ok(key)) = (copy, key) {
         isolate().count("worker_cache_miss_stored", 1);
         let task: Background = Box::pin(put(key.to_string(), copy));
