@@ -37,7 +37,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
+import { closedLoop } from './load.mjs';
 import { ROOT, TEST_SECRETS, startStack, startRedis, startUpstashLocal, waitFor } from '../tests/support/stack.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
@@ -220,57 +221,49 @@ const HEADERS = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The load: closed loop, keep-alive, fixed concurrency (as benches/load.mjs), keeping the answers
+// The load: benches/load.mjs's closed loop, keeping the answers
 
 async function runLoad(send, { seconds, warmup, meter, pid, drained = () => true }) {
-  const agent = new Agent({ connections: CONNECTIONS, pipelining: 1 });
-  const w = { requests: 0, latencies: [], statuses: {}, errors: 0, accepted: 0, duplicates: 0, rejected: 0, unexpected: 0 };
-  const loop = async (until, record) => {
-    while (Date.now() < until) {
-      const t0 = performance.now();
-      try {
-        const out = await send(agent);
-        if (record) {
-          w.latencies.push(performance.now() - t0);
-          w.statuses[out.status] = (w.statuses[out.status] ?? 0) + 1;
-          w.accepted += out.accepted ?? 0;
-          w.duplicates += out.duplicates ?? 0;
-          w.rejected += out.rejected ?? 0;
-          w.unexpected += out.unexpected ? 1 : 0;
-        }
-      } catch {
-        if (record) w.errors += 1;
-      }
-    }
-  };
+  const w = { statuses: {}, accepted: 0, duplicates: 0, rejected: 0, unexpected: 0 };
   let drainTimedOut = false;
   const drain = () => waitFor(drained, { ms: 60000, every: 50, what: 'the queue consumer to catch up' }).catch(() => { drainTimedOut = true; });
-  const warmEnd = Date.now() + warmup * 1000;
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(warmEnd, false)));
-  await drain(); // the warm-up's queue work is not in the window
-  await meter?.start();
-  const cpu0 = cpuMs(pid);
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => loop(t0 + seconds * 1000, true)));
-  const elapsed = (Date.now() - t0) / 1000;
-  // The CPU window closes when the consumer has had every event the window accepted: the queue's
-  // work is part of the cost, and a consumer lagging behind must not make a worker look cheaper.
-  await drain();
-  const drainMs = Date.now() - t0 - elapsed * 1000;
-  const cpu1 = cpuMs(pid);
-  const store = await meter?.stop();
-  await agent.close();
-  w.latencies.sort((a, b) => a - b);
-  const pct = (p) => w.latencies[Math.min(w.latencies.length - 1, Math.ceil((p / 100) * w.latencies.length) - 1)] ?? NaN;
-  w.requests = w.latencies.length;
+  let cpu0 = 0;
+  let cpu1 = 0;
+  let runEnd = 0;
+  let drainMs = 0;
+  let store;
+  const r = await closedLoop(send, {
+    concurrency: CONNECTIONS,
+    seconds,
+    warmup,
+    onResult: (out) => {
+      w.statuses[out.status] = (w.statuses[out.status] ?? 0) + 1;
+      w.accepted += out.accepted ?? 0;
+      w.duplicates += out.duplicates ?? 0;
+      w.rejected += out.rejected ?? 0;
+      w.unexpected += out.unexpected ? 1 : 0;
+    },
+    afterWarmup: async () => {
+      await drain(); // the warm-up's queue work is not in the window
+      await meter?.start();
+      cpu0 = cpuMs(pid);
+    },
+    afterRun: async () => {
+      // The CPU window closes when the consumer has had every event the window accepted: the
+      // queue's work is part of the cost, and a consumer lagging behind must not make a worker
+      // look cheaper.
+      runEnd = Date.now();
+      await drain();
+      drainMs = Date.now() - runEnd;
+      cpu1 = cpuMs(pid);
+      store = await meter?.stop();
+    },
+  });
   return {
-    ...w, latencies: undefined, elapsed, drainMs, drainTimedOut, store,
-    rps: w.requests / elapsed,
-    acceptedPerSec: w.accepted / elapsed,
-    p50: pct(50),
-    p99: pct(99),
+    ...r, ...w, drainMs, drainTimedOut, store,
+    acceptedPerSec: w.accepted / r.elapsed,
     cpuMs: cpu1 - cpu0,
-    cpuPerRequest: (cpu1 - cpu0) / Math.max(1, w.requests),
+    cpuPerRequest: (cpu1 - cpu0) / Math.max(1, r.requests),
   };
 }
 
