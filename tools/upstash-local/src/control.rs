@@ -19,13 +19,16 @@ pub struct Faults {
     pub hang: bool,
     /// Close connections as soon as they are accepted.
     pub drop: bool,
+    /// Run the commands, then answer 502 instead of their results: the reply is lost on the way
+    /// back, as when a proxy times out after redis did the work.
+    pub lose_reply: bool,
     /// Apply the faults to this many requests, then clear them; `None` = until cleared.
     pub times: Option<u64>,
 }
 
 impl Faults {
     fn active(&self) -> bool {
-        self.latency_ms > 0 || self.status.is_some() || self.hang || self.drop
+        self.latency_ms > 0 || self.status.is_some() || self.hang || self.drop || self.lose_reply
     }
 }
 

@@ -193,6 +193,9 @@ async fn execute(state: &AppState, headers: &HeaderMap, uri: &Uri, kind: Kind, c
         Kind::MultiExec => run_multi(state, &commands, b64).await,
     };
     state.control.record(kind.endpoint(), &commands, status.as_u16());
+    if faults.lose_reply {
+        return error(StatusCode::BAD_GATEWAY, "injected fault: the reply was lost".to_string());
+    }
     resp
 }
 
