@@ -82,22 +82,12 @@ pub async fn stats<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
     Ok(Reply::json(200, &body))
 }
 
-/// The books, after writing this isolate's not-yet-counted entries for the site.
+/// The books, after writing what this isolate still owes them for the site (best effort: what
+/// cannot be written now stays owed and is written later, once).
 async fn read_books<O: Outbound>(s: &Store<'_, O>, keys: &Keys) -> Result<Value, crate::upstash::StoreError> {
-    let key = books_key(keys);
-    let pending = s.isolate().take_books(keys.site());
-    if pending.is_empty() {
-        return s.command("books", &cmd(["HGETALL".to_string(), key]), Retry::Idempotent).await;
-    }
-    let incr = |field: &str, n: u64| cmd(["HINCRBY".to_string(), key.clone(), field.to_string(), n.to_string()]);
-    let commands = [incr("accepted", pending.accepted), incr("duplicates", pending.duplicates), incr("rejected", pending.rejected), cmd(["HGETALL".to_string(), key.clone()])];
-    match s.multi_exec("books", &commands, Retry::Once).await {
-        Ok(r) => r.into_iter().nth(3).unwrap_or(Ok(Value::Nil)),
-        Err(e) => {
-            s.isolate().note_books(keys.site(), pending);
-            Err(e)
-        }
-    }
+    let token = format!("books-{:x}", (s.now_ms() * 1000.0) as u64);
+    let _ = crate::events::dedup::flush(s, keys, &token).await;
+    s.command("books", &cmd(["HGETALL".to_string(), books_key(keys)]), Retry::Idempotent).await
 }
 
 fn books_json(v: &Value) -> serde_json::Value {
@@ -271,26 +261,13 @@ pub async fn match_quality<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, i
     authorize(req, cfg)?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
     let s = store(cfg, out, iso)?;
-    let pending = iso.take_match(keys.site());
-    let mut commands: Vec<crate::upstash::Command> = Vec::new();
-    for (name, counts) in &pending {
-        for (field, n) in counts.fields() {
-            commands.push(cmd(["HINCRBY".to_string(), crate::events::dedup::match_key(&keys, name), field, n.to_string()]));
-        }
-    }
-    let writes = commands.len();
+    // Counted by the queue consumer as each event is delivered.
     let names: Vec<&str> = cfg.catalog.names().collect();
-    commands.extend(names.iter().map(|n| cmd(["HGETALL".to_string(), crate::events::dedup::match_key(&keys, n)])));
-    let results = match s.multi_exec("match_quality", &commands, Retry::Once).await {
-        Ok(r) => r,
-        Err(e) => {
-            iso.restore_match(keys.site(), pending);
-            return Err(e.into());
-        }
-    };
+    let commands: Vec<crate::upstash::Command> = names.iter().map(|n| cmd(["HGETALL".to_string(), crate::events::dedup::match_key(&keys, n)])).collect();
+    let results = s.pipeline("match_quality", &commands, Retry::Idempotent).await?;
     let mut by_event = serde_json::Map::new();
     let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for (name, r) in names.iter().zip(results.into_iter().skip(writes)) {
+    for (name, r) in names.iter().zip(results) {
         let mut fields = std::collections::BTreeMap::new();
         if let Ok(Value::Array(items)) = r {
             for pair in items.chunks(2) {

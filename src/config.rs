@@ -167,6 +167,17 @@ pub struct Config {
     pub capi_batch_size: usize,
     pub cache: Policy,
     pub matching: MatchQuality,
+    pub delivery: Delivery,
+}
+
+/// How delivery holds what it cannot finish.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// Dead letters kept per site (`DLQ_MAX`); past it new ones wait on the queue, never trimmed.
+    pub dlq_max: u32,
+    /// Seconds events wait on the queue when our own configuration stops delivery (Meta refused the
+    /// token or pixel, a setting is invalid) or the store cannot record a fate (`QUEUE_HOLD_SECS`).
+    pub hold_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,11 +384,12 @@ impl Config {
         let capi_batch_size = r.number("CAPI_BATCH_SIZE", 100, 1, 1000) as usize;
         let cache = cache_settings(&mut r);
         let matching = match_settings(&mut r);
+        let delivery = Delivery { dlq_max: r.number("DLQ_MAX", 10_000, 1, 1_000_000), hold_secs: r.number("QUEUE_HOLD_SECS", 600, 1, 43_200) };
 
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
-        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size, cache, matching })
+        Ok(Config { upstash, meta, cloudflare, admin_token, origin_url, allowed_origins, key_prefix, rate_limits, collect, catalog, capi_batch_size, cache, matching, delivery })
     }
 
     /// The settings that are absent, by job: names only.

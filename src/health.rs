@@ -7,7 +7,8 @@ use serde_json::{json, Value as Json};
 
 use crate::config::{Config, ConfigError};
 use crate::http::{Outbound, Reply};
-use crate::upstash::{Isolate, Store, StoreError};
+use crate::capi::deliver::alarms_key;
+use crate::upstash::{cmd, Isolate, Retry, Store, StoreError, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -65,25 +66,61 @@ async fn upstash_check<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out:
             return (*status, report);
         }
     }
-    let (status, report) = probe(u, out, iso).await;
+    let (status, report) = probe(u, &c.key_prefix, out, iso).await;
     *iso.health_probe.borrow_mut() = Some((now, status, report.clone()));
     (status, report)
 }
 
-async fn probe<O: Outbound>(u: &crate::config::UpstashConfig, out: &O, iso: &Isolate) -> (Status, Json) {
-    let result = Store::new(u, out, iso).ping().await;
+/// PING and the worker's alarms in one round trip.
+async fn probe<O: Outbound>(u: &crate::config::UpstashConfig, prefix: &str, out: &O, iso: &Isolate) -> (Status, Json) {
+    let start = out.now_ms();
+    let calls = [cmd(["PING"]), cmd(["HGETALL".to_string(), alarms_key(prefix)])];
+    let result = Store::new(u, out, iso).pipeline("ping", &calls, Retry::Idempotent).await;
     let breaker = iso.breaker.borrow().name();
     match result {
-        Ok(ms) => (Status::Ok, json!({ "status": "ok", "latency_ms": round(ms), "breaker": breaker })),
+        Ok(r) if matches!(r.first(), Some(Ok(Value::Str(p))) if p == "PONG") => {
+            let alarms = match r.get(1) {
+                Some(Ok(Value::Array(kv))) => kv.chunks(2).filter_map(|p| Some((p[0].as_str()?.to_string(), serde_json::from_str::<Json>(p.get(1)?.as_str()?).ok()?))).collect(),
+                _ => serde_json::Map::new(),
+            };
+            (Status::Ok, json!({ "status": "ok", "latency_ms": round(out.now_ms() - start), "breaker": breaker, "alarms": alarms }))
+        }
         Err(StoreError::Unauthorized(code)) => (
             Status::Down,
             json!({ "status": "down", "reason": format!("Upstash rejected the token (HTTP {code}): check UPSTASH_REDIS_REST_TOKEN") }),
         ),
+        Ok(_) => (Status::Degraded, json!({ "status": "degraded", "breaker": breaker, "reason": "Upstash answered PING unexpectedly" })),
         Err(e) => (
             Status::Degraded,
             json!({ "status": "degraded", "breaker": breaker, "reason": format!("Upstash unreachable: {e}; dedup and rate limits fall back to this isolate") }),
         ),
     }
+}
+
+/// Meta and the dead-letter store, from the alarms delivery keeps in the store: Meta refusing our
+/// token or pixel is `down` (events are held on the queue until it is fixed); a full dead-letter
+/// store is `degraded` (new dead letters wait on the queue).
+fn alarm_checks(upstash: &mut Json) -> [(Status, Json); 2] {
+    let alarms = upstash.as_object_mut().and_then(|o| o.remove("alarms")).unwrap_or_default();
+    let (mut capi, mut dlq) = (serde_json::Map::new(), serde_json::Map::new());
+    for (field, v) in alarms.as_object().into_iter().flatten() {
+        if let Some(pixel) = field.strip_prefix("capi:") {
+            capi.insert(pixel.to_string(), v.clone());
+        } else if let Some(site) = field.strip_prefix("dlq:") {
+            dlq.insert(site.to_string(), v.clone());
+        }
+    }
+    let check = |bad: Status, map: serde_json::Map<String, Json>, why: &str| {
+        if map.is_empty() {
+            (Status::Ok, json!({ "status": "ok" }))
+        } else {
+            (bad, json!({ "status": bad.as_str(), "reason": why, "alarms": map }))
+        }
+    };
+    [
+        check(Status::Down, capi, "Meta refused the access token or pixel (see each pixel's reason): events are held on the queue, not dead-lettered, until it is fixed"),
+        check(Status::Degraded, dlq, "the dead-letter store is full (DLQ_MAX): new dead letters wait on the queue; replay or clear /admin/dlq"),
+    ]
 }
 
 fn round(ms: f64) -> f64 {
@@ -92,12 +129,13 @@ fn round(ms: f64) -> f64 {
 
 pub async fn report<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O, iso: &Isolate) -> Reply {
     let (cs, config) = config_check(cfg);
-    let (us, upstash) = upstash_check(cfg, out, iso).await;
-    let status = cs.max(us);
+    let (us, mut upstash) = upstash_check(cfg, out, iso).await;
+    let [(ms, capi), (ds, dlq)] = alarm_checks(&mut upstash);
+    let status = cs.max(us).max(ms).max(ds);
     let body = json!({
         "status": status.as_str(),
         "version": VERSION,
-        "checks": { "config": config, "upstash": upstash },
+        "checks": { "config": config, "upstash": upstash, "capi": capi, "dlq": dlq },
     });
     Reply::json(if status == Status::Down { 503 } else { 200 }, &body)
 }

@@ -178,7 +178,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
     iso.count("rejected", rejected.len() as u64);
     if candidates.is_empty() {
-        iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: rejected.len() as u64, ..PendingBooks::default() });
+        iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: rejected.len() as u64 });
         let status = if rejected.is_empty() { 202 } else { 400 };
         let body = json!({ "accepted": [], "duplicates": duplicates, "rejected": rejected, "skipped": skipped });
         return Ok(Reply::json(status, &body));
@@ -189,21 +189,19 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let request_token = token(out);
     let claim_keys: Vec<String> = candidates.iter().map(|(k, _)| k.clone()).collect();
     // Copies repeated inside this request are duplicates the store never sees.
-    iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, ..PendingBooks::default() });
+    iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: 0 });
     let admit = Admit { keys: &keys, rejected: rejected.len() as u64, client_ip, limits: cfg.rate_limits, request_token: &request_token };
     let admission = dedup::admit(store.as_ref(), iso, out, &admit, &claim_keys).await?;
 
     let mut accepted_ids = Vec::new();
     let mut messages = Vec::new();
     let mut claimed = Vec::new();
-    let mut match_keys = Vec::new();
     for ((key, a), fresh) in candidates.into_iter().zip(&admission.fresh) {
         if !fresh {
             duplicates.push(a.event.event_id);
             continue;
         }
         accepted_ids.push(a.event.event_id.clone());
-        match_keys.push((a.event.event_name.clone(), a.match_keys.clone()));
         claimed.push(key.clone());
         messages.push(QueuedEvent {
             v: 1,
@@ -213,17 +211,22 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
             claim_key: key,
             accepted_at_ms: now as i64,
             event: serde_json::to_value(&a.event).unwrap_or_default(),
+            sent_at_ms: None,
+            dead: None,
+            held: 0,
         });
     }
     for (start, end) in chunks(&messages) {
-        if let Err(e) = send_with_retry(sink, out, &messages[start..end]).await {
+        if send_with_retry(sink, out, &messages[start..end]).await.is_ok() {
+            dedup::queued(iso, &keys, &claimed[start..end], &request_token, now, admission.mode);
+        } else {
             // Nothing may stay marked as seen that the queue did not take.
-            let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode).await;
+            let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode, &request_token).await;
             iso.count("queue_failures", 1);
             if start == 0 {
                 return Err(AppError::Unavailable {
                     code: "queue_unavailable",
-                    message: format!("events could not be queued ({e}); nothing was accepted, retry"),
+                    message: "events could not be queued; nothing was accepted, retry".into(),
                     retry_after_secs: 2,
                 });
             }
@@ -231,12 +234,8 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
                 rejected.push(json!({ "event_id": m.event_id(), "error": { "code": "queue_unavailable", "message": "not queued; retry this event" } }));
             }
             accepted_ids.truncate(start);
-            match_keys.truncate(start);
             break;
         }
-    }
-    for (name, keys_present) in &match_keys {
-        iso.note_match_keys(keys.site(), name, keys_present);
     }
     iso.count("accepted", accepted_ids.len() as u64);
     iso.count("duplicates", duplicates.len() as u64);

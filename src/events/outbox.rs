@@ -20,6 +20,20 @@ pub struct QueuedEvent {
     /// The Meta server event as it will be sent (hashed `user_data`). Kept as JSON: the consumer
     /// forwards it as is and reads only its name and id.
     pub event: Value,
+    /// Meta already has the event; only its fate (delivered marker, books) is left to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
+    /// A dead letter waiting for room in the dead-letter store: why it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<String>,
+    /// Times the worker put the event back on the queue itself (its own misconfiguration, the
+    /// store down) rather than spend one of the queue's retries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl QueuedEvent {

@@ -68,11 +68,8 @@ pub struct Isolate {
     /// them, so a later "new" from the store for one of these keys is a duplicate.
     pub claimed_locally: RefCell<TtlSet>,
     pub counters: RefCell<LocalCounters>,
-    /// Book entries per site decided without a store round trip, waiting to ride along with the
-    /// next one.
-    pending_books: RefCell<std::collections::BTreeMap<String, PendingBooks>>,
-    /// Match-key counts of accepted events per (site, event name), waiting likewise.
-    pending_match: RefCell<std::collections::BTreeMap<(String, String), MatchCounts>>,
+    /// What each site's books still owe the store, carried by its next round trip (see [`Ride`]).
+    rides: RefCell<std::collections::BTreeMap<String, Ride>>,
     /// The last `/health` store probe: when (ms), its status and report.
     pub health_probe: RefCell<Option<(f64, crate::health::Status, serde_json::Value)>>,
     /// Purge records of the worker's cache per site, and when they were read from the store.
@@ -82,7 +79,6 @@ pub struct Isolate {
 /// Book entries not yet written to the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PendingBooks {
-    pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
 }
@@ -91,19 +87,40 @@ impl PendingBooks {
     pub fn is_empty(&self) -> bool {
         *self == PendingBooks::default()
     }
+
+    pub fn add(&mut self, other: PendingBooks) {
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+    }
 }
 
-/// How many accepted events of one name carried each match key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MatchCounts {
-    pub events: u64,
-    pub keys: std::collections::BTreeMap<&'static str, u64>,
+/// Most sealed bundles kept per site; past it the oldest are dropped (counted as `books_dropped`).
+pub const MAX_SEALED: usize = 256;
+
+/// What a site's books owe the store, written by the next script that reaches it, each part so
+/// that writing it twice counts it once:
+/// - `open`: counts decided here (L1 duplicates, rejections), guarded by the carrying request;
+/// - `sealed`: counts a call carried whose reply was lost (it may or may not have run), each under
+///   the guard key of that call, so the store applies it only if the call never ran;
+/// - `local`: claims this isolate accepted alone (store down): counted if the store never saw them;
+/// - `releases`: claims (key, token) to give back, deleted and uncounted only if still ours;
+/// - `confirms`: claims (key, token) whose events the queue took, confirmed if still ours (the
+///   queue consumer confirms them too; this only makes it sooner, for free). Not counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ride {
+    pub open: PendingBooks,
+    pub sealed: Vec<(String, PendingBooks)>,
+    pub local: Vec<String>,
+    pub releases: Vec<(String, String)>,
+    pub confirms: Vec<(String, String)>,
 }
 
-impl MatchCounts {
-    /// As hash fields: `events` and one per key.
-    pub fn fields(&self) -> Vec<(String, u64)> {
-        std::iter::once(("events".to_string(), self.events)).chain(self.keys.iter().map(|(k, n)| (k.to_string(), *n))).filter(|(_, n)| *n > 0).collect()
+/// Most confirmations carried per site (they are an accelerator: the consumer confirms as well).
+const MAX_CONFIRMS: usize = 1000;
+
+impl Ride {
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.sealed.is_empty() && self.local.is_empty() && self.releases.is_empty() && self.confirms.is_empty()
     }
 }
 
@@ -115,8 +132,7 @@ impl Default for Isolate {
             claimed: RefCell::new(TtlSet::new(20_000)),
             claimed_locally: RefCell::new(TtlSet::new(20_000)),
             counters: RefCell::default(),
-            pending_books: RefCell::default(),
-            pending_match: RefCell::default(),
+            rides: RefCell::default(),
             purges: RefCell::default(),
             health_probe: RefCell::default(),
         }
@@ -130,55 +146,65 @@ impl Isolate {
 
     pub fn note_books(&self, site: &str, add: PendingBooks) {
         if !add.is_empty() {
-            let mut p = self.pending_books.borrow_mut();
-            let e = p.entry(site.to_string()).or_default();
-            e.accepted += add.accepted;
-            e.duplicates += add.duplicates;
-            e.rejected += add.rejected;
+            self.rides.borrow_mut().entry(site.to_string()).or_default().open.add(add);
         }
     }
 
-    /// Accepted events this isolate counted itself (the store was down) that the queue then refused.
-    pub fn unnote_accepted(&self, site: &str, n: u64) {
-        if let Some(e) = self.pending_books.borrow_mut().get_mut(site) {
-            e.accepted = e.accepted.saturating_sub(n);
+    /// Claims this isolate accepted alone, or gives back (`local == false`: released before the
+    /// store heard of them).
+    pub fn note_local(&self, site: &str, keys: &[String], local: bool) {
+        let mut rides = self.rides.borrow_mut();
+        let r = rides.entry(site.to_string()).or_default();
+        if local {
+            r.local.extend(keys.iter().cloned());
+        } else {
+            r.local.retain(|k| !keys.contains(k));
         }
+    }
+
+    pub fn note_releases(&self, site: &str, releases: Vec<(String, String)>) {
+        self.rides.borrow_mut().entry(site.to_string()).or_default().releases.extend(releases);
+    }
+
+    pub fn note_confirms(&self, site: &str, confirms: impl Iterator<Item = (String, String)>) {
+        let mut rides = self.rides.borrow_mut();
+        let c = &mut rides.entry(site.to_string()).or_default().confirms;
+        c.extend(confirms);
+        let extra = c.len().saturating_sub(MAX_CONFIRMS);
+        c.drain(..extra);
     }
 
     /// What is waiting for `site`, without taking it.
-    pub fn pending_books(&self, site: &str) -> PendingBooks {
-        self.pending_books.borrow().get(site).copied().unwrap_or_default()
+    pub fn ride(&self, site: &str) -> Ride {
+        self.rides.borrow().get(site).cloned().unwrap_or_default()
     }
 
-    /// Takes what is waiting for `site`: the caller writes it, or gives it back with `note_books`.
-    /// Taking (not peeking) keeps two concurrent requests from writing the same entries twice.
-    pub fn take_books(&self, site: &str) -> PendingBooks {
-        self.pending_books.borrow_mut().remove(site).unwrap_or_default()
+    /// Takes what is waiting for `site`: the caller writes it, or gives it back with `put_back`.
+    /// Taking (not peeking) keeps two concurrent requests from carrying the same entries.
+    pub fn take_ride(&self, site: &str) -> Ride {
+        self.rides.borrow_mut().remove(site).unwrap_or_default()
     }
 
-    pub fn note_match_keys(&self, site: &str, event_name: &str, keys: &[&'static str]) {
-        let mut c = MatchCounts { events: 1, ..MatchCounts::default() };
-        for k in keys {
-            *c.keys.entry(k).or_default() += 1;
+    /// A carried ride whose call failed: `guard` is the carrying call's guard key, under which its
+    /// open counts are sealed (the call may have run).
+    pub fn put_back(&self, site: &str, mut ride: Ride, guard: Option<String>) {
+        if let Some(g) = guard.filter(|_| !ride.open.is_empty()) {
+            ride.sealed.push((g, std::mem::take(&mut ride.open)));
         }
-        self.restore_match(site, vec![(event_name.to_string(), c)]);
-    }
-
-    /// Takes the match-key counts waiting for `site`, by event name (give them back on failure).
-    pub fn take_match(&self, site: &str) -> Vec<(String, MatchCounts)> {
-        let mut p = self.pending_match.borrow_mut();
-        let names: Vec<String> = p.keys().filter(|(s, _)| s == site).map(|(_, n)| n.clone()).collect();
-        names.into_iter().filter_map(|n| p.remove(&(site.to_string(), n.clone())).map(|c| (n, c))).collect()
-    }
-
-    pub fn restore_match(&self, site: &str, counts: Vec<(String, MatchCounts)>) {
-        let mut p = self.pending_match.borrow_mut();
-        for (name, c) in counts {
-            let e = p.entry((site.to_string(), name)).or_default();
-            e.events += c.events;
-            for (k, n) in c.keys {
-                *e.keys.entry(k).or_default() += n;
-            }
+        let mut rides = self.rides.borrow_mut();
+        let r = rides.entry(site.to_string()).or_default();
+        r.open.add(ride.open);
+        r.sealed.extend(ride.sealed);
+        r.local.extend(ride.local);
+        r.releases.extend(ride.releases);
+        r.confirms.extend(ride.confirms);
+        let extra = r.confirms.len().saturating_sub(MAX_CONFIRMS);
+        r.confirms.drain(..extra);
+        if r.sealed.len() > MAX_SEALED {
+            let extra = r.sealed.len() - MAX_SEALED;
+            r.sealed.drain(..extra);
+            drop(rides);
+            self.count("books_dropped", extra as u64);
         }
     }
 

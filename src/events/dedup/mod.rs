@@ -8,20 +8,51 @@
 use crate::config::RateLimits;
 use crate::error::AppError;
 use crate::http::Outbound;
-use crate::upstash::{cmd, Isolate, Keys, Module, PendingBooks, Retry, Store, StoreError, Value};
+use crate::upstash::{cmd, Isolate, Keys, Module, PendingBooks, Retry, Ride, Store, StoreError, Value};
 
 /// Meta deduplicates browser and server events sharing event_name + event_id within 48 hours.
 pub const CLAIM_TTL_SECS: u64 = 172_800;
 
-/// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims...
-/// ARGV: client limit, site limit, window secs, claim TTL, request token, then the book entries this
-/// isolate decided without the store since its last write (rejected, duplicates), the number of
-/// claims, a JSON array of match-key counts (one object per trailing key: the per-event hashes), and
-/// accepted events this isolate counted alone while the store was down.
-/// Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate...}.
-const ADMIT_SCRIPT: &str = r#"
+/// The ride-along part both scripts share (KEYS[4]: the site's books, ARGV[4]: the claim TTL,
+/// ARGV[9]: the ride as JSON, KEYS by index; see [`Ride`]). Each entry counts once however often
+/// it is carried: a sealed bundle under its own guard, a local claim only if the store has none,
+/// a release only if the claim is still the releasing request's pending one.
+macro_rules! ride_lua {
+    () => {
+        r#"
+local function add(field, n) n = tonumber(n) if n ~= 0 then redis.call('HINCRBY', KEYS[4], field, n) end end
+local ride = cjson.decode(ARGV[9])
+for _, b in ipairs(ride.s) do
+  if redis.call('SET', KEYS[b[1]], '1', 'NX', 'EX', 3600) then add('duplicates', b[2]); add('rejected', b[3]) end
+end
+for _, k in ipairs(ride.l) do
+  if redis.call('SET', KEYS[k], 'c', 'NX', 'EX', ARGV[4]) then add('accepted', 1) end
+end
+for _, r in ipairs(ride.r) do
+  if redis.call('GET', KEYS[r[1]]) == 'p:' .. r[2] then redis.call('DEL', KEYS[r[1]]); add('accepted', -1) end
+end
+for _, c in ipairs(ride.c) do
+  local v = redis.call('GET', KEYS[c[1]])
+  if v == 'p:' .. c[2] or v == 't:' .. c[2] then redis.call('SET', KEYS[c[1]], 'c', 'KEEPTTL') end
+end
+"#
+    };
+}
+
+/// KEYS: rate key per client, rate key per site, per-request guard, the site's books, claims, then
+/// the ride's keys. ARGV: client limit, site limit, window secs, claim TTL, request token, this
+/// request's rejected and duplicate counts (with the open ride counts), the number of claims, the
+/// ride, the guard's TTL. Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate}.
+///
+/// A claim is pending (`p:<token>`) until the queue consumer confirms it (`c`): a request that
+/// finds another's pending claim takes it over (`t:<token>`, not counted again) and is accepted, so
+/// a claim whose request never queued its event (the queue refused, its release was lost) never
+/// turns a client's retry into a "duplicate" that is then dropped. The consumer's lease makes the
+/// extra copy harmless.
+const ADMIT_SCRIPT: &str = concat!(
+    r#"
+local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[10])
 local ipc, sitec
-local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3])
 if first then
   ipc = redis.call('INCR', KEYS[1])
   if ipc == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
@@ -31,25 +62,42 @@ else
   ipc = tonumber(redis.call('GET', KEYS[1]) or '0')
   sitec = tonumber(redis.call('GET', KEYS[2]) or '0')
 end
+"#,
+    ride_lua!(),
+    r#"
+if first then add('rejected', ARGV[6]); add('duplicates', ARGV[7]) end
 if ipc > tonumber(ARGV[1]) or sitec > tonumber(ARGV[2]) then return {ipc, sitec, 1} end
 local out = {ipc, sitec, 0}
-local new, dup = 0, 0
-local nclaims = tonumber(ARGV[8])
-for i = 5, 4 + nclaims do
-  local old = redis.call('SET', KEYS[i], ARGV[5], 'NX', 'EX', ARGV[4], 'GET')
-  if (not old) or old == ARGV[5] then out[#out + 1] = 1; new = new + 1 else out[#out + 1] = 0; dup = dup + 1 end
+local new, dup, tok = 0, 0, ARGV[5]
+for i = 5, 4 + tonumber(ARGV[8]) do
+  local old = redis.call('GET', KEYS[i])
+  if not old then
+    redis.call('SET', KEYS[i], 'p:' .. tok, 'EX', ARGV[4]); out[#out + 1] = 1; new = new + 1
+  elseif old == 'p:' .. tok or old == 't:' .. tok then out[#out + 1] = 1
+  elseif old:sub(1, 2) == 'p:' or old:sub(1, 2) == 't:' then
+    redis.call('SET', KEYS[i], 't:' .. tok, 'KEEPTTL'); out[#out + 1] = 1
+  else out[#out + 1] = 0; dup = dup + 1 end
 end
-if first then
-  local function add(field, n) if n ~= 0 then redis.call('HINCRBY', KEYS[4], field, n) end end
-  add('accepted', new + tonumber(ARGV[10]))
-  add('duplicates', dup + tonumber(ARGV[7]))
-  add('rejected', tonumber(ARGV[6]))
-  for j, counts in ipairs(cjson.decode(ARGV[9])) do
-    for field, n in pairs(counts) do redis.call('HINCRBY', KEYS[4 + nclaims + j], field, n) end
-  end
-end
+if first then add('accepted', new); add('duplicates', dup) end
 return out
-"#;
+"#
+);
+
+/// The ride alone (KEYS[4] the books; other ARGV unused but positional).
+const FLUSH_SCRIPT: &str = concat!(ride_lua!(), "return 1");
+
+/// The ride as the scripts' JSON, its keys appended to `keys` (referred to by 1-based index).
+fn ride_json(ride: &Ride, keys: &mut Vec<String>) -> String {
+    let mut at = |k: &str| {
+        keys.push(k.to_string());
+        keys.len()
+    };
+    let sealed: Vec<serde_json::Value> = ride.sealed.iter().map(|(g, b)| serde_json::json!([at(g), b.duplicates, b.rejected])).collect();
+    let local: Vec<usize> = ride.local.iter().map(|k| at(k)).collect();
+    let mut pairs = |list: &[(String, String)]| -> Vec<serde_json::Value> { list.iter().map(|(k, t)| serde_json::json!([at(k), t])).collect() };
+    let (releases, confirms) = (pairs(&ride.releases), pairs(&ride.confirms));
+    serde_json::json!({ "s": sealed, "l": local, "r": releases, "c": confirms }).to_string()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupMode {
@@ -137,7 +185,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     let w = window(now, &a.limits);
     let ttl_ms = (CLAIM_TTL_SECS * 1000) as f64;
 
-    // L1: ids this isolate already claimed are duplicates without asking anyone.
+    // L1: ids this isolate already queued are duplicates without asking anyone.
     let mut fresh: Vec<Option<bool>> = {
         let l1 = iso.claimed.borrow();
         claim_keys.iter().map(|k| if l1.contains(k, now) { Some(false) } else { None }).collect()
@@ -147,7 +195,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
         iso.count("l1_hits", l1_hits);
     }
     // Counts decided here travel with the next round trip to the store (none is made for them).
-    iso.note_books(a.keys.site(), PendingBooks { duplicates: l1_hits, rejected: a.rejected, ..PendingBooks::default() });
+    iso.note_books(a.keys.site(), PendingBooks { duplicates: l1_hits, rejected: a.rejected });
     let pending: Vec<&String> = claim_keys.iter().zip(&fresh).filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect();
 
     let from_store = match store {
@@ -171,8 +219,11 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
                         if new && taken_here {
                             raced += 1;
                         }
-                        // Remembered either way: a key someone claimed stays claimed for the window.
-                        l1.insert(key, now, ttl_ms);
+                        // A confirmed duplicate stays one for the window. A new claim is remembered
+                        // only once its event is queued (`queued`).
+                        if !new {
+                            l1.insert(key, now, ttl_ms);
+                        }
                         *slot = Some(new && !taken_here);
                     }
                 }
@@ -209,12 +260,12 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     let rate = check_limits(i64::from(ip_count), i64::from(site_count), &a.limits, &w)?;
     let mut l1 = iso.claimed.borrow_mut();
     let mut local = iso.claimed_locally.borrow_mut();
-    let (mut accepted, mut dups) = (0, 0);
+    let (mut accepted, mut dups) = (Vec::new(), 0);
     for (slot, key) in fresh.iter_mut().zip(claim_keys) {
         if slot.is_none() {
             let new = l1.insert_new(key, now, ttl_ms);
             if new {
-                accepted += 1;
+                accepted.push(key.clone());
                 local.insert(key, now, ttl_ms);
             } else {
                 dups += 1;
@@ -224,44 +275,62 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     }
     drop((l1, local));
     if mode == DedupMode::Local {
-        // Decided here: counted in the books when the store answers again.
-        iso.note_books(a.keys.site(), PendingBooks { accepted, duplicates: dups, ..PendingBooks::default() });
+        // Decided here: counted in the books when the store answers again (if it never saw them).
+        iso.note_books(a.keys.site(), PendingBooks { duplicates: dups, rejected: 0 });
+        if store.is_some() {
+            iso.note_local(a.keys.site(), &accepted, true);
+        }
     }
     Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), mode, rate, round_trips })
+}
+
+/// After the queue took the events: their claims are remembered by this isolate (L1), so a repeat
+/// is a duplicate without a round trip, and confirmed in the store by the next one.
+pub fn queued(iso: &Isolate, keys: &Keys, claim_keys: &[String], token: &str, now_ms: f64, mode: DedupMode) {
+    {
+        let mut l1 = iso.claimed.borrow_mut();
+        for k in claim_keys {
+            l1.insert(k, now_ms, (CLAIM_TTL_SECS * 1000) as f64);
+        }
+    }
+    if mode == DedupMode::Store {
+        iso.note_confirms(keys.site(), claim_keys.iter().map(|k| (k.clone(), token.to_string())));
+    }
+}
+
+fn guard_key(keys: &Keys, token: &str) -> String {
+    keys.key(Module::Rl, &format!("req:{token}"))
 }
 
 async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<bool>), StoreError> {
     let iso = s.isolate();
     let site = a.keys.site();
-    let books = iso.take_books(site);
-    let matched = iso.take_match(site);
-    let mut keys = vec![
-        a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)),
-        a.keys.key(Module::Rl, &format!("site:{}", w.start)),
-        a.keys.key(Module::Rl, &format!("req:{}", a.request_token)),
-        books_key(a.keys),
-    ];
+    let mut ride = iso.take_ride(site);
+    let own = std::mem::take(&mut ride.open);
+    let guard = guard_key(a.keys, a.request_token);
+    let mut keys = vec![a.keys.key(Module::Rl, &format!("ip:{}:{}", a.client_ip, w.start)), a.keys.key(Module::Rl, &format!("site:{}", w.start)), guard.clone(), books_key(a.keys)];
     keys.extend(pending.iter().map(|k| k.to_string()));
-    keys.extend(matched.iter().map(|(name, _)| match_key(a.keys, name)));
-    let counts: Vec<serde_json::Value> =
-        matched.iter().map(|(_, c)| serde_json::Value::Object(c.fields().into_iter().map(|(k, n)| (k, serde_json::json!(n))).collect())).collect();
+    let ride_arg = ride_json(&ride, &mut keys);
+    // A guard that seals counts must outlive an outage; one that guards only the rate count need not.
+    let guard_secs = if own.is_empty() { a.limits.window_secs } else { 3600 };
     let args = [
         a.limits.per_ip.to_string(),
         a.limits.per_site.to_string(),
         a.limits.window_secs.to_string(),
         CLAIM_TTL_SECS.to_string(),
         a.request_token.to_string(),
-        books.rejected.to_string(),
-        books.duplicates.to_string(),
+        own.rejected.to_string(),
+        own.duplicates.to_string(),
         pending.len().to_string(),
-        serde_json::Value::Array(counts).to_string(),
-        books.accepted.to_string(),
+        ride_arg,
+        guard_secs.to_string(),
     ];
     let v = match s.eval("admit", ADMIT_SCRIPT, &keys, &args, Retry::Idempotent).await {
         Ok(v) => v,
         Err(e) => {
-            iso.note_books(site, books);
-            iso.restore_match(site, matched);
+            // The call may have run: its own counts go back sealed under its guard.
+            ride.open = own;
+            iso.put_back(site, ride, Some(guard));
             return Err(e);
         }
     };
@@ -278,9 +347,35 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
     Ok((ints[0], ints[1], decided))
 }
 
+/// Writes what the site's books owe the store (the ride) in one script: before reading the books,
+/// and to give claims back. What fails stays owed.
+pub async fn flush<O: Outbound>(s: &Store<'_, O>, keys: &Keys, token: &str) -> Result<(), StoreError> {
+    let iso = s.isolate();
+    let mut ride = iso.take_ride(keys.site());
+    if ride.is_empty() {
+        return Ok(());
+    }
+    // Open counts go sealed under a guard of their own: the script then counts them once.
+    if !ride.open.is_empty() {
+        ride.sealed.push((guard_key(keys, token), std::mem::take(&mut ride.open)));
+    }
+    let mut k = vec![String::new(), String::new(), String::new(), books_key(keys)];
+    let arg = ride_json(&ride, &mut k);
+    let args = ["", "", "", &CLAIM_TTL_SECS.to_string(), "", "", "", "", &arg].map(str::to_string);
+    match s.eval("books_flush", FLUSH_SCRIPT, &k, &args, Retry::Idempotent).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            iso.put_back(keys.site(), ride, None);
+            Err(e)
+        }
+    }
+}
+
 /// Gives claims back (the queue refused the events): nothing must stay marked as seen that was not
-/// accepted, nor counted as accepted. Best effort on the store; always on the L1.
-pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, keys: &Keys, claim_keys: &[String], mode: DedupMode) -> Result<(), StoreError> {
+/// accepted, nor counted as accepted. Only a claim still pending under this request's token is
+/// deleted; a release that fails is carried by the next round trip, and meanwhile the pending claim
+/// lets the client's retry through (see ADMIT_SCRIPT).
+pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, keys: &Keys, claim_keys: &[String], mode: DedupMode, token: &str) -> Result<(), StoreError> {
     {
         let (mut l1, mut local) = (iso.claimed.borrow_mut(), iso.claimed_locally.borrow_mut());
         for k in claim_keys {
@@ -290,15 +385,13 @@ pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, k
     }
     if mode == DedupMode::Local {
         // Claimed and counted only here: nothing in the store to give back.
-        iso.unnote_accepted(keys.site(), claim_keys.len() as u64);
+        iso.note_local(keys.site(), claim_keys, false);
         return Ok(());
     }
     match store {
         Some(s) if !claim_keys.is_empty() => {
-            let mut del = cmd(["DEL"]);
-            del.extend(claim_keys.iter().cloned());
-            let uncount = cmd(["HINCRBY".to_string(), books_key(keys), "accepted".into(), format!("-{}", claim_keys.len())]);
-            s.multi_exec("release", &[del, uncount], Retry::Once).await.map(|_| ())
+            iso.note_releases(keys.site(), claim_keys.iter().map(|k| (k.clone(), token.to_string())).collect());
+            flush(s, keys, &format!("{token}:release")).await
         }
         _ => Ok(()),
     }

@@ -11,6 +11,15 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 
 const LIMITS: RateLimits = RateLimits { per_ip: 1000, per_site: 100_000, window_secs: 60 };
 
+/// A store with short timeouts, for the tests that make it fail.
+fn impatient_store() -> (LocalStore, crate::config::UpstashConfig) {
+    let store = LocalStore::start();
+    let mut cfg = store.config();
+    cfg.timeout_ms = 200;
+    cfg.deadline_ms = 300;
+    (store, cfg)
+}
+
 fn keys() -> Keys {
     Keys::new("ek", "shop.example")
 }
@@ -32,18 +41,92 @@ fn one_round_trip_claims_and_counts_then_l1_answers_repeats_for_free() {
     assert_eq!(first.round_trips, 1);
     assert_eq!(store.log_seq() - seq0, 1, "claims and counters in one HTTP request");
 
+    // Not remembered before the queue took the events.
+    assert!(!iso.claimed.borrow().contains(&claims[0], out.now_ms()));
+    queued(&iso, &k, &claims, "tok-1", out.now_ms(), DedupMode::Store);
     let a2 = Admit { request_token: "tok-2", ..a };
     let again = run(admit(Some(&s), &iso, &out, &a2, &claims)).unwrap();
     assert_eq!(again.fresh, vec![false, false]);
     assert_eq!(again.round_trips, 0, "the L1 knew");
     assert_eq!(store.log_seq() - seq0, 1);
 
+    // The claims are confirmed by this isolate's next round trip (another event's admission).
+    let next = vec![claim_key(&k, "Lead", "o-2")];
+    run(admit(Some(&s), &iso, &out, &Admit { request_token: "tok-4", ..a }, &next)).unwrap();
+    assert_eq!(run(s.command("t", &cmd(["GET", &claims[0]]), Retry::Idempotent)).unwrap(), Value::Str("c".into()));
     // Another isolate (empty L1) learns it from the store.
     let iso2 = Isolate::default();
     let s2 = Store::new(&cfg, &out, &iso2);
     let other = run(admit(Some(&s2), &iso2, &out, &Admit { request_token: "tok-3", ..a }, &claims)).unwrap();
     assert_eq!(other.fresh, vec![false, false]);
     assert_eq!(other.round_trips, 1);
+}
+
+#[test]
+fn a_claim_whose_release_was_lost_lets_the_retry_through_and_the_books_count_it_once() {
+    let (store, cfg) = impatient_store();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let claims = vec![claim_key(&k, "Purchase", "rel-1")];
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.20", limits: LIMITS, request_token: "rel-a" };
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
+    // The queue refused the event and the release fails: the claim stays, pending.
+    store.set_faults(serde_json::json!({ "status": 500 }));
+    assert!(run(release(Some(&s), &iso, &k, &claims, DedupMode::Store, "rel-a")).is_err());
+    store.set_faults(serde_json::json!({}));
+    // The client's retry reaches another isolate: accepted, not a duplicate.
+    let iso2 = Isolate::default();
+    let retry = run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &Admit { request_token: "rel-b", ..a }, &claims)).unwrap();
+    assert_eq!(retry.fresh, vec![true], "a pending claim is taken over");
+    // The lost release, carried by the first isolate's next round trip, no longer owns the claim.
+    let s1 = Store::new(&cfg, &out, &iso);
+    run(flush(&s1, &k, "later")).unwrap();
+    assert!(iso.ride(k.site()).is_empty());
+    assert_eq!(books(&s, &k)["accepted"], 1, "one event accepted, counted once");
+    assert_eq!(run(s.command("t", &cmd(["GET", &claims[0]]), Retry::Idempotent)).unwrap(), Value::Str("t:rel-b".into()));
+}
+
+#[test]
+fn counts_carried_by_a_call_whose_reply_was_lost_are_applied_once() {
+    let (store, cfg) = impatient_store();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    // Counts decided here (two rejections) ride with the next call, whose reply is lost every time
+    // (the script ran each time).
+    iso.note_books(k.site(), PendingBooks { duplicates: 0, rejected: 2 });
+    store.set_faults(serde_json::json!({ "lose_reply": true }));
+    let a = Admit { keys: &k, rejected: 1, client_ip: "203.0.113.21", limits: LIMITS, request_token: "lost-1" };
+    let claims = vec![claim_key(&k, "Lead", "lost-a")];
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().mode, DedupMode::Local);
+    assert_eq!(iso.ride(k.site()).sealed.len(), 1, "sealed under the lost call's guard");
+    store.set_faults(serde_json::json!({}));
+    // The next call carries them again; the store knows the sealed call ran.
+    run(admit(Some(&s), &iso, &out, &Admit { request_token: "lost-2", rejected: 0, ..a }, &[claim_key(&k, "Lead", "lost-b")])).unwrap();
+    assert!(iso.ride(k.site()).is_empty(), "{:?}", iso.ride(k.site()));
+    let b = books(&s, &k);
+    assert_eq!(b["rejected"], 3, "2 carried + 1 own, once although the script ran three times");
+    // lost-a: counted by the lost call, not again for the local acceptance; lost-b counted.
+    assert_eq!(b["accepted"], 2);
+}
+
+#[test]
+fn a_rate_limited_request_still_writes_the_counts_it_carries() {
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    let limits = RateLimits { per_ip: 1, per_site: 100, window_secs: 60 };
+    let a = Admit { keys: &k, rejected: 0, client_ip: "192.0.2.30", limits, request_token: "rl-1" };
+    run(admit(Some(&s), &iso, &out, &a, &[claim_key(&k, "Lead", "rl-a")])).unwrap();
+    iso.note_books(k.site(), PendingBooks { duplicates: 4, rejected: 0 });
+    let err = run(admit(Some(&s), &iso, &out, &Admit { request_token: "rl-2", rejected: 2, ..a }, &[claim_key(&k, "Lead", "rl-b")])).unwrap_err();
+    assert_eq!(err.status(), 429);
+    assert!(iso.ride(k.site()).is_empty());
+    let b = books(&s, &k);
+    assert_eq!((b["duplicates"], b["rejected"]), (4, 2));
 }
 
 #[test]
@@ -89,10 +172,7 @@ fn over_the_limit_is_rate_limited_and_claims_nothing() {
 
 #[test]
 fn store_down_falls_back_to_local_dedup() {
-    let store = LocalStore::start();
-    let mut cfg = store.config();
-    cfg.timeout_ms = 200;
-    cfg.deadline_ms = 300;
+    let (store, cfg) = impatient_store();
     drop(store);
     let (out, iso) = (NativeOutbound, Isolate::default());
     let s = Store::new(&cfg, &out, &iso);
@@ -116,7 +196,8 @@ fn released_claims_can_be_claimed_again() {
     let claims = vec![claim_key(&k, "Purchase", "r-1")];
     let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.2", limits: LIMITS, request_token: "r1" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &claims)).unwrap().fresh, vec![true]);
-    run(release(Some(&s), &iso, &k, &claims, DedupMode::Store)).unwrap();
+    run(release(Some(&s), &iso, &k, &claims, DedupMode::Store, "r1")).unwrap();
+    assert_eq!(run(s.get(&claims[0])).unwrap(), None, "deleted");
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "r2", ..a }, &claims)).unwrap();
     assert_eq!(again.fresh, vec![true]);
 }
@@ -145,10 +226,12 @@ fn the_books_count_each_request_once_and_a_release_uncounts() {
     run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &a, &claims)).unwrap();
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 0, 3));
-    // A later duplicate is counted as one.
+    // Queued, and confirmed (here by the next round trip): a later duplicate is counted as one.
+    queued(&iso, &k, &claims[..1], "b", out.now_ms(), DedupMode::Store);
+    run(flush(&s, &k, "confirm")).unwrap();
     let iso3 = Isolate::default();
     run(admit(Some(&Store::new(&cfg, &out, &iso3)), &iso3, &out, &Admit { request_token: "b2", rejected: 0, ..a }, &claims[..1])).unwrap();
-    run(release(Some(&s), &iso, &k, &claims[1..], DedupMode::Store)).unwrap();
+    run(release(Some(&s), &iso, &k, &claims[1..], DedupMode::Store, "b")).unwrap();
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"]), (1, 1));
 }
@@ -163,22 +246,20 @@ fn duplicates_the_l1_decided_ride_along_with_the_next_round_trip() {
     let first = vec![claim_key(&k, "PageView", "l1-a")];
     let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.4", limits: LIMITS, request_token: "l1-1" };
     run(admit(Some(&s), &iso, &out, &a, &first)).unwrap();
+    queued(&iso, &k, &first, "l1-1", out.now_ms(), DedupMode::Store);
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-2", ..a }, &first)).unwrap();
     assert_eq!(again.round_trips, 0);
-    assert_eq!(iso.pending_books(k.site()), PendingBooks { duplicates: 1, ..PendingBooks::default() });
+    assert_eq!(iso.ride(k.site()).open, PendingBooks { duplicates: 1, rejected: 0 });
     let next = vec![claim_key(&k, "PageView", "l1-b")];
     run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-3", rejected: 2, ..a }, &next)).unwrap();
-    assert!(iso.pending_books(k.site()).is_empty());
+    assert!(iso.ride(k.site()).is_empty());
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 1, 2));
 }
 
 #[test]
 fn events_accepted_while_the_store_was_down_reach_the_books_later() {
-    let store = LocalStore::start();
-    let mut cfg = store.config();
-    cfg.timeout_ms = 200;
-    cfg.deadline_ms = 300;
+    let (store, cfg) = impatient_store();
     let (out, iso) = (NativeOutbound, Isolate::default());
     let s = Store::new(&cfg, &out, &iso);
     let k = keys();
@@ -186,14 +267,16 @@ fn events_accepted_while_the_store_was_down_reach_the_books_later() {
     let down = vec![claim_key(&k, "Lead", "down-a"), claim_key(&k, "Lead", "down-b")];
     let a = Admit { keys: &k, rejected: 1, client_ip: "203.0.113.9", limits: LIMITS, request_token: "dn-1" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &down)).unwrap().mode, DedupMode::Local);
-    assert_eq!(iso.pending_books(k.site()), PendingBooks { accepted: 2, duplicates: 0, rejected: 1 });
+    let ride = iso.ride(k.site());
+    // Its own rejection is sealed under its guard: the failed call may have run.
+    assert_eq!((ride.local.len(), ride.sealed.iter().map(|(_, b)| b.rejected).sum::<u64>()), (2, 1));
     // One of them is given back (the queue refused it): only the other stays counted.
-    run(release(Some(&s), &iso, &k, &down[1..], DedupMode::Local)).unwrap();
+    run(release(Some(&s), &iso, &k, &down[1..], DedupMode::Local, "dn-1")).unwrap();
     store.set_faults(serde_json::json!({}));
     let up = vec![claim_key(&k, "Lead", "up-a")];
     let r = run(admit(Some(&s), &iso, &out, &Admit { request_token: "dn-2", rejected: 0, ..a }, &up)).unwrap();
     assert_eq!(r.mode, DedupMode::Store);
-    assert!(iso.pending_books(k.site()).is_empty());
+    assert!(iso.ride(k.site()).is_empty());
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["rejected"]), (2, 1));
 }
