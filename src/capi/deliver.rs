@@ -34,6 +34,12 @@ const RECORD_GUARD_SECS: u32 = 3600;
 /// The longest a message waits for the store to come back before its fate is tried again.
 const STORE_HOLD_SECS: u32 = 30;
 
+/// How long a message waits for the store: short at first (most outages are blips), doubling with
+/// each hold up to STORE_HOLD_SECS (and never past the configured hold).
+fn store_hold(times_held: u32, cap: u32) -> u32 {
+    (2u32 << times_held.min(4)).min(STORE_HOLD_SECS).min(cap)
+}
+
 #[derive(Debug, Clone)]
 pub struct Item {
     pub msg: QueuedEvent,
@@ -226,7 +232,7 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
             // Sending without a lease could send twice: wait for the store instead.
             Err(e) => {
                 for &i in &todo {
-                    report.fates[i] = hold(held.min(STORE_HOLD_SECS), format!("no delivery lease, the store failed: {e}"), Then::Deliver);
+                    report.fates[i] = hold(store_hold(items[i].msg.held, held), format!("no delivery lease, the store failed: {e}"), Then::Deliver);
                 }
             }
         }
@@ -426,10 +432,11 @@ async fn record<O: Outbound>(items: &[Item], report: &mut Report, leased: &[bool
         }
         Err(e) => {
             iso_note(store, "delivery_record_failures");
-            for fate in report.fates.iter_mut() {
+            for (fate, item) in report.fates.iter_mut().zip(items) {
+                let wait = store_hold(item.msg.held, hold_for);
                 *fate = match fate.take() {
-                    Some(Fate::Delivered) if store.is_some() => hold(hold_for.min(STORE_HOLD_SECS), format!("delivered; the record failed: {e}"), Then::Record),
-                    Some(Fate::DeadLettered { reason }) => hold(hold_for.min(STORE_HOLD_SECS), format!("dead letter not stored yet: {e}"), Then::Bury(reason)),
+                    Some(Fate::Delivered) if store.is_some() => hold(wait, format!("delivered; the record failed: {e}"), Then::Record),
+                    Some(Fate::DeadLettered { reason }) => hold(wait, format!("dead letter not stored yet: {e}"), Then::Bury(reason)),
                     other => other,
                 };
             }
