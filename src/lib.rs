@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod request;
 pub mod router;
+pub mod sorting;
 pub mod upstash;
 pub mod zaraz;
 

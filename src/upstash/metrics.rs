@@ -92,7 +92,7 @@ impl Metrics {
         let mut ops = serde_json::Map::new();
         for (name, s) in &self.ops {
             let mut sorted = s.latencies.clone();
-            sorted.sort_by(f64::total_cmp);
+            crate::sorting::sort_by(&mut sorted, |a, b| a.total_cmp(b).is_lt());
             all.extend_from_slice(&sorted);
             ops.insert(
                 name.to_string(),
@@ -102,7 +102,7 @@ impl Metrics {
                 }),
             );
         }
-        all.sort_by(f64::total_cmp);
+        crate::sorting::sort_by(&mut all, |a, b| a.total_cmp(b).is_lt());
         serde_json::json!({ "ops": ops, "latency_ms": latency_json(&all), "counters": self.counters })
     }
 }

@@ -316,7 +316,7 @@ impl<'a, O: Outbound> Api<'a, O> {
         let v = self.read(&format!("/history?offset=0&limit={limit}&sortField=id&sortOrder=DESC")).await.map_err(CallError::into_zaraz)?;
         let items = v.as_array().ok_or_else(|| ZarazError::Cloudflare("GET history answered something that is not a list".into()))?;
         let mut records: Vec<Record> = items.iter().filter_map(Record::from_json).collect();
-        records.sort_by_key(|r| std::cmp::Reverse(r.id));
+        crate::sorting::sort_by(&mut records, |a, b| a.id > b.id);
         Ok(records)
     }
 

@@ -357,7 +357,7 @@ impl<'a, O: Outbound> Engine<'a, O> {
             return Ok(None);
         };
         let mut new_ids: Vec<u64> = records.iter().map(|r| r.id).filter(|id| *id > known).collect();
-        new_ids.sort_unstable();
+        crate::sorting::sort(&mut new_ids);
         if let Some(max) = new_ids.last() {
             self.run.known_history = Some(*max);
         }

@@ -56,7 +56,7 @@ pub async fn rollback<O: Outbound>(api: &Api<'_, O>, run: &Run, window: u32) -> 
     };
     let mut foreign: Vec<u64> = records.iter().map(|r| r.id).filter(|id| *id > start && !run.ours.contains(id)).collect();
     foreign.extend(run.foreign.iter().copied().filter(|id| !run.ours.contains(id)));
-    foreign.sort_unstable();
+    crate::sorting::sort(&mut foreign);
     foreign.dedup();
     if !foreign.is_empty() {
         return skipped(format!(

@@ -61,7 +61,7 @@ pub fn tracks(trigger: &Value, event: &str) -> bool {
 /// Ids of the triggers that fire on `zaraz.track(event)`, sorted.
 pub fn triggers_for<'a>(triggers: &'a Map<String, Value>, event: &str) -> Vec<&'a str> {
     let mut ids: Vec<&str> = triggers.iter().filter(|(_, t)| tracks(t, event)).map(|(id, _)| id.as_str()).collect();
-    ids.sort_unstable();
+    crate::sorting::sort(&mut ids);
     ids
 }
 
@@ -114,7 +114,7 @@ pub fn canonical(v: &Value) -> String {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
+            crate::sorting::sort(&mut keys);
             let parts: Vec<String> = keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&m[*k]))).collect();
             format!("{{{}}}", parts.join(","))
         }
@@ -166,7 +166,7 @@ pub fn secret_variables(config: &Value) -> Vec<SecretVar> {
         .filter(|(_, v)| v.get("type").and_then(Value::as_str) == Some("secret"))
         .map(|(id, v)| SecretVar { id: id.clone(), name: name(v).to_string(), has_value: v.get("value").is_some_and(|x| !x.is_null()) })
         .collect();
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    crate::sorting::sort_by(&mut out, |a, b| a.id < b.id);
     out
 }
 
@@ -205,7 +205,7 @@ pub fn trigger_refs(config: &Value, trigger_id: &str) -> Vec<String> {
             tools.push(tool.to_string());
         }
     });
-    tools.sort();
+    crate::sorting::sort(&mut tools);
     tools
 }
 

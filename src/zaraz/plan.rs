@@ -103,7 +103,7 @@ pub fn plan(config: &Value, desired: &[&str], remove: &[String]) -> Result<Plan,
             vec![wanted]
         } else {
             let mut ids: Vec<&str> = triggers.iter().filter(|(_, t)| model::name(t) == wanted).map(|(id, _)| id.as_str()).collect();
-            ids.sort_unstable();
+            crate::sorting::sort(&mut ids);
             ids
         };
         if targets.is_empty() {
@@ -144,7 +144,7 @@ pub fn plan(config: &Value, desired: &[&str], remove: &[String]) -> Result<Plan,
             .filter(|(id, t)| !removed.contains(*id) && !model::is_system(t) && model::name(t) == *event)
             .filter(|(_, t)| model::tracked_events(t).iter().all(|e| !desired.contains(e)))
             .collect();
-        same_name.sort_by(|a, b| a.0.cmp(b.0));
+        crate::sorting::sort_by(&mut same_name, |a, b| a.0 < b.0);
         if let Some((id, t)) = same_name.first() {
             let c = Change::Update { event: event.to_string(), trigger_id: id.to_string(), hash: model::hash(t) };
             p.details.insert(c.key(), t.get("loadRules").cloned().unwrap_or(Value::Null));
@@ -163,7 +163,7 @@ pub fn plan(config: &Value, desired: &[&str], remove: &[String]) -> Result<Plan,
         .filter(|(_, t)| model::tracked_events(t).iter().all(|e| !desired.contains(e)))
         .map(|(id, t)| (id.clone(), model::name(t).to_string()))
         .collect();
-    orphaned.sort();
+    crate::sorting::sort(&mut orphaned);
     p.orphaned = orphaned;
     Ok(p)
 }
