@@ -166,6 +166,8 @@ pub async fn dlq_replay<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config,
     if !chosen.is_empty() {
         // Replayed letters are back in flight: take them off the dead-lettered count.
         commands.push(cmd(["HINCRBY".to_string(), books_key(&Keys::new(&cfg.key_prefix, &site)), "dead_lettered".into(), format!("-{}", chosen.len())]));
+        // There is room again; dead letters still waiting raise the alarm anew if it is not enough.
+        commands.push(cmd(["HDEL".to_string(), crate::capi::deliver::alarms_key(&cfg.key_prefix), format!("dlq:{site}")]));
         s.multi_exec("dlq_remove", &commands, Retry::Once).await?;
     }
     let ids: Vec<&str> = chosen.iter().map(|(_, m)| m.event_id()).collect();
@@ -187,7 +189,11 @@ pub async fn purge<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, iso: &Iso
         message: "module must be one of evt, rl, dlq, stats, zaraz, sent, cache".into(),
     })?;
     let keys = Keys::new(&cfg.key_prefix, &site_of(req));
-    let (deleted, complete) = store(cfg, out, iso)?.delete_matching(&keys.pattern(module), 1000, 40).await?;
+    let s = store(cfg, out, iso)?;
+    let (deleted, complete) = s.delete_matching(&keys.pattern(module), 1000, 40).await?;
+    if module == Module::Dlq && complete {
+        s.command("dlq_alarm_clear", &cmd(["HDEL".to_string(), crate::capi::deliver::alarms_key(&cfg.key_prefix), format!("dlq:{}", keys.site())]), Retry::Idempotent).await?;
+    }
     if module == Module::Evt {
         // The L1 would otherwise keep answering "duplicate" for ids that are no longer claimed.
         *iso.claimed.borrow_mut() = crate::upstash::local::TtlSet::new(20_000);

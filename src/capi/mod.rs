@@ -97,7 +97,9 @@ pub fn classify(result: &Result<OutboundResponse, TransportError>) -> Verdict {
     if resp.status == 429 || resp.status >= 500 || err.transient || THROTTLE_CODES.contains(&err.code) {
         return Verdict::Retry { reason };
     }
-    if matches!(err.code, 190 | 102 | 10) || (200..300).contains(&err.code) || resp.status == 401 {
+    // Token, permission, or a pixel id Meta does not know (100/33, "Object with ID ... does not
+    // exist"): our configuration, wrong for every event alike, so no event is to blame.
+    if matches!(err.code, 190 | 102 | 10) || (200..300).contains(&err.code) || (err.code, err.subcode) == (100, 33) || resp.status == 401 {
         return Verdict::Credentials { reason };
     }
     if let Some(index) = named_index(&err.user_msg).or_else(|| named_index(&err.message)) {
@@ -131,6 +133,8 @@ mod tests {
         assert!(matches!(classify(&resp(403, err(4, false, ""))), Verdict::Retry { .. }));
         assert!(matches!(classify(&Err(TransportError::Timeout(10_000))), Verdict::Retry { .. }));
         assert!(matches!(classify(&resp(400, err(190, false, "token expired"))), Verdict::Credentials { .. }));
+        let unknown_pixel = json!({ "error": { "message": "Unsupported post request. Object with ID '1' does not exist", "type": "GraphMethodException", "code": 100, "error_subcode": 33 } });
+        assert!(matches!(classify(&resp(400, unknown_pixel)), Verdict::Credentials { .. }), "a wrong pixel id is not the events' fault");
         match classify(&resp(400, err(100, false, "data[7].user_data.em: must be hashed"))) {
             Verdict::BadEvent { index, reason } => {
                 assert_eq!(index, 7);

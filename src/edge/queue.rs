@@ -69,7 +69,9 @@ async fn queue(batch: worker::MessageBatch<()>, env: Env, _ctx: Context) -> work
             console_log!("{{\"level\":\"error\",\"msg\":\"queue batch held: configuration invalid\",\"variables\":{:?}}}", names);
             let reason = "configuration invalid".to_string();
             let then = |i: &Item| if dlq { Then::Bury(i.msg.dead.clone().unwrap_or_else(|| "the queue gave up after its max_retries".into())) } else { Then::Deliver };
-            Report { fates: items.iter().map(|i| Some(Fate::Hold { delay_secs: 300, reason: reason.clone(), then: then(i) })).collect(), capi_requests: 0 }
+            // QUEUE_HOLD_SECS itself may be the invalid one: then five minutes.
+            let delay_secs = env.var("QUEUE_HOLD_SECS").ok().and_then(|v| v.to_string().parse().ok()).filter(|s| (1..=43_200).contains(s)).unwrap_or(300);
+            Report { fates: items.iter().map(|i| Some(Fate::Hold { delay_secs, reason: reason.clone(), then: then(i) })).collect(), capi_requests: 0 }
         }
     };
     let held: Vec<(usize, (QueuedEvent, u32))> = (0..items.len()).filter_map(|i| report.held_message(i, &items[i], now).map(|h| (i, h))).collect();

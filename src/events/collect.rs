@@ -196,7 +196,11 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let mut accepted_ids = Vec::new();
     let mut messages = Vec::new();
     let mut claimed = Vec::new();
-    for ((key, a), fresh) in candidates.into_iter().zip(&admission.fresh) {
+    for (((key, a), fresh), busy) in candidates.into_iter().zip(&admission.fresh).zip(&admission.in_progress) {
+        if *busy {
+            rejected.push(json!({ "event_id": a.event.event_id, "error": { "code": "event_in_progress", "message": "another request is queuing this event; retry it" } }));
+            continue;
+        }
         if !fresh {
             duplicates.push(a.event.event_id);
             continue;

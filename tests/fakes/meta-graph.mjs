@@ -141,6 +141,7 @@ function prng(seed) {
  *   {timeout: true}                         read the request, never answer
  *   {reject_event_ids: [...]}               400 code 100 naming data[i] of the first event carrying such an id
  *   {fail_rate: 0..1, seed?: int}           that fraction of requests answer 500 (PRNG seeded, default 1)
+ *   {latency_ms: int}                       answer normally, that many milliseconds late (a slow Graph API)
  * `times` (positive integer, optional) counts the requests the fault hits; it clears itself afterwards.
  * Faults apply to POST /{version}/{pixel}/events only.
  */
@@ -185,7 +186,11 @@ function parseFault(input) {
     const next = prng(seed);
     return { ...base, error: () => serverError(500), strikes: () => next() < rate };
   }
-  throw new TypeError('fault needs one of status, throttle_code, timeout, reject_event_ids, fail_rate');
+  if (input.latency_ms !== undefined) {
+    if (!(Number.isInteger(input.latency_ms) && input.latency_ms > 0 && input.latency_ms <= 60000)) throw new TypeError('fault.latency_ms must be an integer in 1..60000');
+    return { ...base, latencyMs: input.latency_ms };
+  }
+  throw new TypeError('fault needs one of status, throttle_code, timeout, reject_event_ids, fail_rate, latency_ms');
 }
 
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -311,7 +316,8 @@ function sendJson(res, status, body, headers = {}) {
  * - `requests()`: every Graph-side request, faulted ones too, as `{method, path, status, events, at}` where
  *   `events` is the number of events the request carried and `status` is null while a request is held;
  * - `reset()`: forgets both lists (the fault stays; `setFault(null)` clears it);
- * - `setFault(fault)`: see `parseFault`; throws TypeError on an invalid fault.
+ * - `setFault(fault)`: see `parseFault`; throws TypeError on an invalid fault;
+ * - `setAccessToken(token)`: the token accepted from now on (revoke with any other value, fix by restoring).
  */
 export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken, pixelIds, tokensByPixel = {} } = {}) {
   if (!nonEmptyString(accessToken)) throw new TypeError('startMetaFake: accessToken (a non-empty string) is required');
@@ -399,6 +405,11 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
     }
     if (route !== 'POST events') throw unknownPath(url.pathname);
 
+    if (fault?.latencyMs) {
+      const ms = fault.latencyMs;
+      spendFault();
+      await new Promise((r) => setTimeout(r, ms));
+    }
     const text = await readBody(req);
     if (text === null) {
       throw invalidParameter(`The request body exceeds ${MAX_BODY_BYTES} bytes`,
@@ -474,6 +485,11 @@ export async function startMetaFake({ port = 0, host = '127.0.0.1', accessToken,
     requests: () => structuredClone(log),
     reset,
     setFault,
+    // The token Meta accepts from now on: a revoked or rotated token answers 190 as Meta does.
+    setAccessToken: (token) => {
+      if (!nonEmptyString(token)) throw new TypeError('setAccessToken: a non-empty string is required');
+      accessToken = token;
+    },
   };
 }
 

@@ -115,12 +115,13 @@ export async function startUpstashLocal({ redisPort, token }) {
 /**
  * The built worker (build/) in workerd, configured from wrangler.toml plus `vars`.
  * Options for tests: `batchTimeout` (seconds the queue gathers a batch), `maxRetries` (the main
- * queue's), `queue: false` (no EVENTS binding: every send fails), `spyQueue: true` (EVENTS goes
+ * queue's), `dlqMaxRetries` (the dead-letter queue's), `queue: false` (no EVENTS binding: every send
+ * fails), `spyQueue: true` (EVENTS goes
  * to a spy worker that prints each message body as `SPY <json>` in the logs instead of to delivery).
  * For benches: `assets: false` (no ASSETS binding, so no asset router in front of the worker) and
  * `logRequests: false` (Miniflare's entry worker does not post a log line to node per request).
  */
-export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, queue = true, spyQueue = false, assets = true, logRequests = true } = {}) {
+export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, dlqMaxRetries, queue = true, spyQueue = false, assets = true, logRequests = true } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import('wrangler');
   const configPath = join(ROOT, 'wrangler.toml');
@@ -148,7 +149,8 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
     queueConsumers: Object.fromEntries(
       Object.entries(workerOptions.queueConsumers ?? {}).map(([q, c]) => [
         q,
-        { ...c, maxBatchTimeout: batchTimeout, ...(maxRetries !== undefined && !q.endsWith('-dlq') ? { maxRetries } : {}) },
+        { ...c, maxBatchTimeout: batchTimeout, ...(maxRetries !== undefined && !q.endsWith('-dlq') ? { maxRetries } : {}),
+          ...(dlqMaxRetries !== undefined && q.endsWith('-dlq') ? { maxRetries: dlqMaxRetries } : {}) },
       ]),
     ),
   };

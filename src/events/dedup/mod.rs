@@ -12,6 +12,10 @@ use crate::upstash::{cmd, Isolate, Keys, Module, PendingBooks, Retry, Ride, Stor
 
 /// Meta deduplicates browser and server events sharing event_name + event_id within 48 hours.
 pub const CLAIM_TTL_SECS: u64 = 172_800;
+/// A pending claim younger than this belongs to a request that may still be queuing its event (a
+/// request's store and queue deadlines are far shorter); older, it is taken over. Written as a
+/// literal in ADMIT_SCRIPT.
+pub const PENDING_SECS: u64 = 30;
 
 /// The ride-along part both scripts share (KEYS[4]: the site's books, ARGV[4]: the claim TTL,
 /// ARGV[9]: the ride as JSON, KEYS by index; see [`Ride`]). Each entry counts once however often
@@ -44,11 +48,14 @@ end
 /// request's rejected and duplicate counts (with the open ride counts), the number of claims, the
 /// ride, the guard's TTL. Answers {client count, site count, limited 0/1, per claim 1 new / 0 duplicate}.
 ///
-/// A claim is pending (`p:<token>`) until the queue consumer confirms it (`c`): a request that
-/// finds another's pending claim takes it over (`t:<token>`, not counted again) and is accepted, so
-/// a claim whose request never queued its event (the queue refused, its release was lost) never
-/// turns a client's retry into a "duplicate" that is then dropped. The consumer's lease makes the
-/// extra copy harmless.
+/// Answers per claim 1 new, 0 duplicate, 2 in progress.
+///
+/// A claim is pending (`p:<token>`) until the queue consumer confirms it (`c`). A request that
+/// finds another's pending claim younger than PENDING_SECS is told "in progress" (the other request
+/// may still be queuing it, or fail to: the client must retry, not drop it); an older one it takes
+/// over (`t:<token>`, not counted again) and is accepted, so a claim whose request never queued its
+/// event (the queue refused, its release was lost) never turns a client's retry into a "duplicate"
+/// that is then dropped. The consumer's lease makes a copy taken over that was queued harmless.
 const ADMIT_SCRIPT: &str = concat!(
     r#"
 local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[10])
@@ -75,7 +82,9 @@ for i = 5, 4 + tonumber(ARGV[8]) do
     redis.call('SET', KEYS[i], 'p:' .. tok, 'EX', ARGV[4]); out[#out + 1] = 1; new = new + 1
   elseif old == 'p:' .. tok or old == 't:' .. tok then out[#out + 1] = 1
   elseif old:sub(1, 2) == 'p:' or old:sub(1, 2) == 't:' then
-    redis.call('SET', KEYS[i], 't:' .. tok, 'KEEPTTL'); out[#out + 1] = 1
+    if tonumber(ARGV[4]) - redis.call('TTL', KEYS[i]) > 30 then
+      redis.call('SET', KEYS[i], 't:' .. tok, 'EX', ARGV[4]); out[#out + 1] = 1
+    else out[#out + 1] = 2 end
   else out[#out + 1] = 0; dup = dup + 1 end
 end
 if first then add('accepted', new); add('duplicates', dup) end
@@ -125,8 +134,11 @@ pub struct RateInfo {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admission {
-    /// Per claim, in order: true = new (forward it), false = duplicate.
+    /// Per claim, in order: true = new (forward it), false = duplicate or in progress.
     pub fresh: Vec<bool>,
+    /// Per claim: another request's pending claim, still being queued: retry, neither new nor a
+    /// duplicate. All false unless the store said so.
+    pub in_progress: Vec<bool>,
     pub mode: DedupMode,
     pub rate: RateInfo,
     /// Store round trips this admission cost (0 or 1).
@@ -202,6 +214,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
         Some(s) if !pending.is_empty() => Some(admit_in_store(s, a, &w, &pending).await),
         _ => None,
     };
+    let mut in_progress = vec![false; claim_keys.len()];
     let (mode, round_trips) = match from_store {
         Some(Ok((ip_count, site_count, decided))) => {
             let rate = check_limits(ip_count, site_count, &a.limits, &w)?;
@@ -210,9 +223,11 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
                 let mut l1 = iso.claimed.borrow_mut();
                 let local = iso.claimed_locally.borrow();
                 let mut it = decided.into_iter();
-                for (slot, key) in fresh.iter_mut().zip(claim_keys) {
+                for ((slot, key), busy) in fresh.iter_mut().zip(claim_keys).zip(in_progress.iter_mut()) {
                     if slot.is_none() {
-                        let new = it.next().unwrap_or(false);
+                        let state = it.next().unwrap_or(0);
+                        let new = state == 1;
+                        *busy = state == 2;
                         // Claimed meanwhile by another request of this isolate that fell back to the
                         // local claims (the store was down for it): that one owns the event.
                         let taken_here = local.contains(key, out.now_ms());
@@ -221,7 +236,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
                         }
                         // A confirmed duplicate stays one for the window. A new claim is remembered
                         // only once its event is queued (`queued`).
-                        if !new {
+                        if state == 0 {
                             l1.insert(key, now, ttl_ms);
                         }
                         *slot = Some(new && !taken_here);
@@ -236,7 +251,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
                     let _ = s.multi_exec("books_fix", &fix, Retry::Once).await;
                 }
             }
-            return Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), mode: DedupMode::Store, rate, round_trips: 1 });
+            return Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), in_progress, mode: DedupMode::Store, rate, round_trips: 1 });
         }
         Some(Err(e)) => {
             iso.count("dedup_local", pending.len() as u64);
@@ -281,7 +296,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
             iso.note_local(a.keys.site(), &accepted, true);
         }
     }
-    Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), mode, rate, round_trips })
+    Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), in_progress, mode, rate, round_trips })
 }
 
 /// After the queue took the events: their claims are remembered by this isolate (L1), so a repeat
@@ -302,7 +317,7 @@ fn guard_key(keys: &Keys, token: &str) -> String {
     keys.key(Module::Rl, &format!("req:{token}"))
 }
 
-async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<bool>), StoreError> {
+async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window, pending: &[&String]) -> Result<(i64, i64, Vec<i64>), StoreError> {
     let iso = s.isolate();
     let site = a.keys.site();
     let mut ride = iso.take_ride(site);
@@ -339,11 +354,11 @@ async fn admit_in_store<O: Outbound>(s: &Store<'_, O>, a: &Admit<'_>, w: &Window
     if ints.len() < 3 {
         return Err(StoreError::Protocol("admit script answer too short".into()));
     }
-    let decided = if ints[2] == 1 { Vec::new() } else { ints[3..].iter().map(|&c| c == 1).collect() };
+    let decided: Vec<i64> = if ints[2] == 1 { Vec::new() } else { ints[3..].to_vec() };
     if ints[2] == 0 && decided.len() != pending.len() {
         return Err(StoreError::Protocol("admit script answered the wrong number of claims".into()));
     }
-    s.isolate().metrics.borrow_mut().hit("admit", decided.iter().all(|n| !n));
+    s.isolate().metrics.borrow_mut().hit("admit", decided.iter().all(|&n| n != 1));
     Ok((ints[0], ints[1], decided))
 }
 

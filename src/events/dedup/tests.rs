@@ -20,6 +20,12 @@ fn impatient_store() -> (LocalStore, crate::config::UpstashConfig) {
     (store, cfg)
 }
 
+/// Makes a claim look PENDING_SECS old (its TTL is what tells its age).
+fn age_claim(s: &Store<'_, NativeOutbound>, claim: &str) {
+    let ttl = (CLAIM_TTL_SECS - PENDING_SECS - 1).to_string();
+    run(s.command("t", &cmd(["EXPIRE", claim, &ttl]), Retry::Idempotent)).unwrap();
+}
+
 fn keys() -> Keys {
     Keys::new("ek", "shop.example")
 }
@@ -75,8 +81,12 @@ fn a_claim_whose_release_was_lost_lets_the_retry_through_and_the_books_count_it_
     store.set_faults(serde_json::json!({ "status": 500 }));
     assert!(run(release(Some(&s), &iso, &k, &claims, DedupMode::Store, "rel-a")).is_err());
     store.set_faults(serde_json::json!({}));
-    // The client's retry reaches another isolate: accepted, not a duplicate.
+    // The client's retry reaches another isolate while the claim is young: in progress, to retry.
     let iso2 = Isolate::default();
+    let early = run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &Admit { request_token: "rel-early", ..a }, &claims)).unwrap();
+    assert_eq!((early.fresh.clone(), early.in_progress.clone()), (vec![false], vec![true]), "neither new nor a duplicate");
+    age_claim(&s, &claims[0]);
+    // Once the claim is older than any request's queue send: accepted, not a duplicate.
     let retry = run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &Admit { request_token: "rel-b", ..a }, &claims)).unwrap();
     assert_eq!(retry.fresh, vec![true], "a pending claim is taken over");
     // The lost release, carried by the first isolate's next round trip, no longer owns the claim.

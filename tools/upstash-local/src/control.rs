@@ -22,6 +22,8 @@ pub struct Faults {
     /// Run the commands, then answer 502 instead of their results: the reply is lost on the way
     /// back, as when a proxy times out after redis did the work.
     pub lose_reply: bool,
+    /// Let this many requests through untouched first (e.g. fail the call after an admission).
+    pub skip: u64,
     /// Apply the faults to this many requests, then clear them; `None` = until cleared.
     pub times: Option<u64>,
 }
@@ -59,6 +61,10 @@ impl Control {
     pub fn take_request_faults(&self) -> Faults {
         let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         if f.drop || !f.active() {
+            return Faults::default();
+        }
+        if f.skip > 0 {
+            f.skip -= 1;
             return Faults::default();
         }
         let now = f.clone();

@@ -246,7 +246,8 @@
         try { answer = await res.json(); } catch (_) { /* a 2xx is enough */ }
         const again = new Set();
         for (const r of (answer && Array.isArray(answer.rejected) ? answer.rejected : [])) {
-          if (r && r.error && r.error.code === 'queue_unavailable') again.add(r.event_id);
+          // Not queued, or another request is still queuing it: retry, never drop.
+          if (r && r.error && (r.error.code === 'queue_unavailable' || r.error.code === 'event_in_progress')) again.add(r.event_id);
           else if (r) log(`event ${r.event_id} rejected: ${r.error && r.error.code}`);
         }
         updateEntries(ids.filter((id) => !again.has(id)), () => null);
