@@ -188,7 +188,8 @@ pub enum AllowedOrigins {
 
 pub const DEFAULT_CAPI_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_CLOUDFLARE_API_BASE: &str = "https://api.cloudflare.com/client/v4";
-pub const DEFAULT_META_API_VERSION: &str = "v21.0";
+/// The newest Graph API version, with no announced expiry (see `capi::versions`).
+pub const DEFAULT_META_API_VERSION: &str = "v27.0";
 pub const DEFAULT_UPSTASH_TIMEOUT_MS: u32 = 400;
 pub const DEFAULT_UPSTASH_DEADLINE_MS: u32 = 900;
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
@@ -318,7 +319,7 @@ impl Config {
             pixel_id: r.checked("META_PIXEL_ID", |v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()), "a numeric pixel id"),
             access_token: r.opt("META_ACCESS_TOKEN").map(Secret::new),
             api_version: r
-                .checked("META_API_VERSION", is_graph_version, "a Graph API version such as v21.0")
+                .checked("META_API_VERSION", is_graph_version, "a Graph API version such as v27.0")
                 .unwrap_or_else(|| DEFAULT_META_API_VERSION.to_string()),
             test_event_code: r.checked(
                 "META_TEST_EVENT_CODE",
