@@ -198,7 +198,9 @@ pub const DEFAULT_UPSTASH_DEADLINE_MS: u32 = 900;
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN_MS: u32 = 10_000;
 pub const DEFAULT_RATE_LIMIT_IP: u32 = 120;
-pub const DEFAULT_RATE_LIMIT_SITE: u32 = 6_000;
+/// Site-wide `/collect` requests per window: a ceiling for a runaway client, far above a busy
+/// shop's traffic (10,000 a second); `RATE_LIMIT_PER_IP` is the abuse guard.
+pub const DEFAULT_RATE_LIMIT_SITE: u32 = 600_000;
 pub const DEFAULT_ZARAZ_CALL_BUDGET: u32 = 46;
 pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u32 = 60;
 pub const DEFAULT_KEY_PREFIX: &str = "ek";
@@ -591,6 +593,8 @@ mod tests {
         assert_eq!(c.cloudflare.api_base, DEFAULT_CLOUDFLARE_API_BASE);
         assert_eq!(c.key_prefix, "ek");
         assert_eq!(c.allowed_origins, AllowedOrigins::List(vec![]));
+        assert_eq!(c.rate_limits.per_site, 600_000, "a busy shop is not throttled site-wide");
+        assert_eq!(c.rate_limits.per_ip, 120);
         assert_eq!(c.cloudflare.call_budget, 46);
         let missing: Vec<_> = c.missing().into_iter().map(|(_, v)| v).collect();
         assert!(missing.contains(&"UPSTASH_REDIS_REST_URL") && missing.contains(&"ADMIN_TOKEN"), "{missing:?}");
