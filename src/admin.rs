@@ -312,6 +312,11 @@ pub struct ExplainTarget {
     pub key: String,
 }
 
+/// `host[:port]` of an origin.
+fn authority(origin: &str) -> &str {
+    origin.split_once("://").map_or(origin, |(_, a)| a)
+}
+
 pub fn explain_target(req: &Incoming, cfg: &Config) -> Result<ExplainTarget, AppError> {
     let url = req.query_param("url").filter(|u| crate::events::intake::valid_url(u)).ok_or_else(|| AppError::BadRequest {
         code: "invalid_url",
@@ -322,7 +327,15 @@ pub fn explain_target(req: &Incoming, cfg: &Config) -> Result<ExplainTarget, App
     let path_and_query = url[origin.len()..].split('#').next().unwrap_or("");
     let fetch = match &cfg.origin_url {
         Some(base) => format!("{base}{}", if path_and_query.is_empty() { "/" } else { path_and_query }),
-        None => url.clone(),
+        // Fetched as given: only a host of this site's (the request's own, or a `PIXELS` site), so
+        // an admin token cannot make the worker fetch anything else on the internet.
+        None if authority(&origin).eq_ignore_ascii_case(authority(&req.origin)) || cfg.matching.pixels.iter().any(|p| p.site.eq_ignore_ascii_case(authority(&origin))) => url.clone(),
+        None => {
+            return Err(AppError::BadRequest {
+                code: "host_not_allowed",
+                message: format!("explain fetches only this site's own hosts ({} and the PIXELS sites); {} is not one", authority(&req.origin), authority(&origin)),
+            })
+        }
     };
     let key = cfg.cache.cache_key(&origin, &parts.path, parts.query.as_deref());
     let path = parts.path;
@@ -355,6 +368,20 @@ pub async fn cache_explain<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explain_fetches_only_the_site_s_own_hosts_without_an_origin_url() {
+        let cfg = Config::from_source(&[("PIXELS", r#"{"b.example": {"pixel_id": "1", "token_secret": "T"}}"#), ("T", "t")][..]).unwrap();
+        let req = |url: &str| Incoming { host: "shop.example".into(), origin: "https://shop.example".into(), query: Some(format!("url={url}")), ..Default::default() };
+        assert_eq!(explain_target(&req("https://shop.example/p/1"), &cfg).map(|t| t.fetch).ok().as_deref(), Some("https://shop.example/p/1"));
+        assert!(explain_target(&req("https://b.example/"), &cfg).is_ok(), "a PIXELS site");
+        assert!(explain_target(&req("http://SHOP.example/"), &cfg).is_ok(), "the same host by either scheme");
+        for other in ["https://evil.example/", "http://169.254.169.254/latest", "https://shop.example.evil.example/", "https://shop.example:8443/"] {
+            assert_eq!(explain_target(&req(other), &cfg).err().map(|e| e.code()), Some("host_not_allowed"), "{other}");
+        }
+        let proxied = Config::from_source(&[("ORIGIN_URL", "http://127.0.0.1:9")][..]).unwrap();
+        assert_eq!(explain_target(&req("https://any.example/x"), &proxied).unwrap().fetch, "http://127.0.0.1:9/x", "ORIGIN_URL: always the origin");
+    }
 
     #[test]
     fn constant_time_eq_compares_exactly() {

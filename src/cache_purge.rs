@@ -108,6 +108,7 @@ mod tests {
             path: "/admin/cache/purge".into(),
             query: None,
             host: "shop.example".into(),
+            origin: "https://shop.example".into(),
             headers: vec![("authorization".into(), format!("Bearer {ADMIN}"))],
             body: body.as_bytes().to_vec(),
             secure: true,

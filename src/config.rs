@@ -149,6 +149,9 @@ pub struct CloudflareConfig {
     pub api_base: String,
     pub api_token: Option<Secret>,
     pub zone_id: Option<String>,
+    /// Subrequests one Zaraz sync run may use before it pauses (`ZARAZ_CALL_BUDGET`): the Workers
+    /// plan's per-request limit (50 on the free plan) minus the request's own store calls.
+    pub call_budget: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -188,13 +191,17 @@ pub enum AllowedOrigins {
 
 pub const DEFAULT_CAPI_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_CLOUDFLARE_API_BASE: &str = "https://api.cloudflare.com/client/v4";
-pub const DEFAULT_META_API_VERSION: &str = "v21.0";
+/// The newest Graph API version, with no announced expiry (see `capi::versions`).
+pub const DEFAULT_META_API_VERSION: &str = "v27.0";
 pub const DEFAULT_UPSTASH_TIMEOUT_MS: u32 = 400;
 pub const DEFAULT_UPSTASH_DEADLINE_MS: u32 = 900;
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN_MS: u32 = 10_000;
 pub const DEFAULT_RATE_LIMIT_IP: u32 = 120;
-pub const DEFAULT_RATE_LIMIT_SITE: u32 = 6_000;
+/// Site-wide `/collect` requests per window: a ceiling for a runaway client, far above a busy
+/// shop's traffic (10,000 a second); `RATE_LIMIT_PER_IP` is the abuse guard.
+pub const DEFAULT_RATE_LIMIT_SITE: u32 = 600_000;
+pub const DEFAULT_ZARAZ_CALL_BUDGET: u32 = 46;
 pub const DEFAULT_RATE_LIMIT_WINDOW_SECS: u32 = 60;
 pub const DEFAULT_KEY_PREFIX: &str = "ek";
 
@@ -318,7 +325,7 @@ impl Config {
             pixel_id: r.checked("META_PIXEL_ID", |v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()), "a numeric pixel id"),
             access_token: r.opt("META_ACCESS_TOKEN").map(Secret::new),
             api_version: r
-                .checked("META_API_VERSION", is_graph_version, "a Graph API version such as v21.0")
+                .checked("META_API_VERSION", is_graph_version, "a Graph API version such as v27.0")
                 .unwrap_or_else(|| DEFAULT_META_API_VERSION.to_string()),
             test_event_code: r.checked(
                 "META_TEST_EVENT_CODE",
@@ -336,6 +343,7 @@ impl Config {
                 |v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()),
                 "a 32-character hex zone id",
             ),
+            call_budget: r.number("ZARAZ_CALL_BUDGET", DEFAULT_ZARAZ_CALL_BUDGET, 10, 1000),
         };
 
         let admin_token = match r.opt("ADMIN_TOKEN") {
@@ -585,6 +593,9 @@ mod tests {
         assert_eq!(c.cloudflare.api_base, DEFAULT_CLOUDFLARE_API_BASE);
         assert_eq!(c.key_prefix, "ek");
         assert_eq!(c.allowed_origins, AllowedOrigins::List(vec![]));
+        assert_eq!(c.rate_limits.per_site, 600_000, "a busy shop is not throttled site-wide");
+        assert_eq!(c.rate_limits.per_ip, 120);
+        assert_eq!(c.cloudflare.call_budget, 46);
         let missing: Vec<_> = c.missing().into_iter().map(|(_, v)| v).collect();
         assert!(missing.contains(&"UPSTASH_REDIS_REST_URL") && missing.contains(&"ADMIN_TOKEN"), "{missing:?}");
     }
@@ -605,6 +616,7 @@ mod tests {
             ("ORIGIN_URL", "http://127.0.0.1:9000"),
         ])
         .unwrap();
+        assert_eq!(parse(&[("ZARAZ_CALL_BUDGET", "1000")]).unwrap().cloudflare.call_budget, 1000);
         let u = c.upstash.as_ref().unwrap();
         assert_eq!(u.url, "http://127.0.0.1:8079");
         assert_eq!(u.timeout_ms, 250);
@@ -625,6 +637,7 @@ mod tests {
             ("ALLOWED_ORIGINS", "https://ok.example,https://bad.example/path"),
             ("UPSTASH_TIMEOUT_MS", "0"),
             ("KEY_PREFIX", "a:b"),
+            ("ZARAZ_CALL_BUDGET", "9"),
         ])
         .unwrap_err();
         let names: Vec<_> = errs.iter().map(|e| e.variable).collect();
@@ -638,6 +651,7 @@ mod tests {
             "ALLOWED_ORIGINS",
             "UPSTASH_TIMEOUT_MS",
             "KEY_PREFIX",
+            "ZARAZ_CALL_BUDGET",
         ] {
             assert!(names.contains(&v), "{v} not reported in {names:?}");
         }

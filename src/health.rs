@@ -8,6 +8,7 @@ use serde_json::{json, Value as Json};
 use crate::config::{Config, ConfigError};
 use crate::http::{Outbound, Reply};
 use crate::capi::deliver::alarms_key;
+use crate::capi::versions::{self, Currency};
 use crate::upstash::{cmd, Isolate, Retry, Store, StoreError, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +124,23 @@ fn alarm_checks(upstash: &mut Json) -> [(Status, Json); 2] {
     ]
 }
 
+/// The configured Graph API version against Meta's expiry dates: `degraded` within
+/// [`versions::WARN_DAYS`] of its date, `down` once past it (Meta refuses calls to it, so nothing
+/// is delivered until the setting changes).
+fn api_version_check(cfg: &Result<Config, Vec<ConfigError>>, now_ms: f64) -> (Status, Json) {
+    let Ok(c) = cfg else { return (Status::Ok, json!({ "status": "ok" })) };
+    let v = &c.meta.api_version;
+    let newest = crate::config::DEFAULT_META_API_VERSION;
+    let (status, message) = match versions::currency(v, now_ms) {
+        Currency::Current => (Status::Ok, None),
+        Currency::Expiring { date, days_left } => {
+            (Status::Degraded, Some(format!("META_API_VERSION {v} expires on {date} (in {days_left} days): move to {newest}")))
+        }
+        Currency::Expired { date } => (Status::Down, Some(format!("META_API_VERSION {v} expired on {date}: Meta refuses calls to it; set {newest}"))),
+    };
+    (status, json!({ "status": status.as_str(), "version": v, "message": message }))
+}
+
 fn round(ms: f64) -> f64 {
     (ms * 100.0).round() / 100.0
 }
@@ -131,11 +149,12 @@ pub async fn report<O: Outbound>(cfg: &Result<Config, Vec<ConfigError>>, out: &O
     let (cs, config) = config_check(cfg);
     let (us, mut upstash) = upstash_check(cfg, out, iso).await;
     let [(ms, capi), (ds, dlq)] = alarm_checks(&mut upstash);
-    let status = cs.max(us).max(ms).max(ds);
+    let (vs, api_version) = api_version_check(cfg, out.now_ms());
+    let status = cs.max(us).max(ms).max(ds).max(vs);
     let body = json!({
         "status": status.as_str(),
         "version": VERSION,
-        "checks": { "config": config, "upstash": upstash, "capi": capi, "dlq": dlq },
+        "checks": { "config": config, "upstash": upstash, "capi": capi, "dlq": dlq, "meta_api_version": api_version },
     });
     Reply::json(if status == Status::Down { 503 } else { 200 }, &body)
 }
@@ -208,6 +227,20 @@ mod tests {
         assert_eq!(r.status, 503);
         let b = r.body_json();
         assert_eq!(b["checks"]["config"]["errors"][0]["variable"], "META_PIXEL_ID");
+    }
+
+    #[test]
+    fn an_expiring_api_version_degrades_and_an_expired_one_is_down() {
+        let dec3 = 20_790.0 * 86_400_000.0; // 2026-12-03
+        let check = |v: &str| api_version_check(&cfg(&[("META_API_VERSION", v)]), dec3);
+        let (s, b) = check("v25.0");
+        assert_eq!(s, Status::Degraded);
+        assert!(b["message"].as_str().unwrap().contains("v25.0 expires on 2027-02-23"), "{b}");
+        let (s, b) = check("v21.0");
+        assert_eq!(s, Status::Down);
+        assert!(b["message"].as_str().unwrap().contains("v21.0 expired on 2025-09-09"), "{b}");
+        assert_eq!(check("v27.0").0, Status::Ok);
+        assert_eq!(api_version_check(&cfg(&[]), dec3).0, Status::Ok, "the default");
     }
 
     #[test]

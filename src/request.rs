@@ -18,6 +18,8 @@ pub struct Incoming {
     pub query: Option<String>,
     /// Lowercased host, without port.
     pub host: String,
+    /// `scheme://host[:port]` the request was sent to, as in its URL.
+    pub origin: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -101,8 +103,13 @@ impl Incoming {
         })
     }
 
-    /// The body as JSON of type `T`; malformed input is a 400 naming what was wrong.
+    /// The body as JSON of type `T`; malformed input is a 400 naming what was wrong. Every body a
+    /// handler takes is an object, and serde would read `[]` as a struct of defaults (for the Zaraz
+    /// sync: a real run), so anything that does not start as an object is refused first.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        if self.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::BadRequest { code: "invalid_body", message: "request body must be a JSON object".into() });
+        }
         serde_json::from_slice(&self.body).map_err(|e| AppError::BadRequest { code: "invalid_json", message: format!("request body: {e}") })
     }
 }
@@ -174,5 +181,11 @@ mod tests {
         let e = r.json::<serde_json::Value>().unwrap_err();
         assert_eq!(e.status(), 400);
         assert_eq!(e.code(), "invalid_json");
+        // serde reads `[]` as a struct of defaults (a real Zaraz sync): non-objects are refused first.
+        for body in ["[]", "\"x\"", "1", "null"] {
+            let r = Incoming { body: body.as_bytes().to_vec(), ..Default::default() };
+            assert_eq!(r.json::<crate::zaraz::SyncRequest>().unwrap_err().code(), "invalid_body", "{body}");
+        }
+        assert!(Incoming { body: b"{}".to_vec(), ..Default::default() }.json::<crate::zaraz::SyncRequest>().is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! Delivery orchestration (grouping, markers, dead letters, books) lives in `deliver`.
 
 pub mod deliver;
+pub mod versions;
 
 use serde_json::{json, Value};
 
@@ -159,12 +160,12 @@ mod tests {
             timeout_ms: 10_000,
             pixel_id: Some("123".into()),
             access_token: None,
-            api_version: "v21.0".into(),
+            api_version: crate::config::DEFAULT_META_API_VERSION.into(),
             test_event_code: None,
             capi_base_url: "http://127.0.0.1:8081".into(),
         };
         let r = request(&meta, "123", Some("TEST1"), &[], "tok");
-        assert_eq!(r.url, "http://127.0.0.1:8081/v21.0/123/events");
+        assert_eq!(r.url, format!("http://127.0.0.1:8081/{}/123/events", crate::config::DEFAULT_META_API_VERSION));
         let body: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
         assert_eq!((body["access_token"].as_str(), body["test_event_code"].as_str()), (Some("tok"), Some("TEST1")));
     }

@@ -133,6 +133,7 @@ async fn incoming(req: &mut Request, limit: usize, geo: bool) -> Result<Incoming
         path: url.path,
         query: url.query,
         host: url.host,
+        origin: crate::cache_policy::stored::url_origin(&raw_url),
         headers: crate::request::ROUTE_HEADERS.iter().filter_map(|n| h.get(n).ok().flatten().map(|v| (n.to_string(), v))).collect(),
         body,
         secure: raw_url.starts_with("https://"),

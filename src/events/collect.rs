@@ -155,7 +155,8 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
 
     let mut rejected: Vec<Value> = Vec::new();
-    let mut skipped: Vec<Value> = Vec::new();
+    let mut skipped: Vec<Value> =
+        parsed.denied.iter().map(|id| json!({ "event_id": id, "reason": "consent_denied", "message": "this event's consent was denied: not forwarded" })).collect();
     let mut duplicates: Vec<String> = Vec::new();
     let mut candidates = Vec::new();
     for ev in parsed.events {

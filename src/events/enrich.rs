@@ -144,6 +144,11 @@ mod tests {
         let set = first_party_ids(&mut evs.iter_mut().collect::<Vec<_>>(), Some("fb.1.1596403881668.1116446470"), 10.0, 0.25, false, None);
         assert!(set.is_empty(), "nothing to set");
         assert_eq!(evs[0].event.user_data["fbp"], "fb.1.1596403881668.1116446470");
+        // The Parameter Builder's appendix is part of the browser's id: kept, never re-minted.
+        let mut evs = [accepted(None)];
+        let set = first_party_ids(&mut evs.iter_mut().collect::<Vec<_>>(), Some("fb.1.1700000000000.1234567890.BQ"), 10.0, 0.25, false, None);
+        assert!(set.is_empty(), "{set:?}");
+        assert_eq!(evs[0].event.user_data["fbp"], "fb.1.1700000000000.1234567890.BQ");
     }
 
     #[test]

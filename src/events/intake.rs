@@ -117,13 +117,17 @@ pub struct Parsed {
     pub test_event_code: Option<String>,
     /// `"dry_run": true`: answer with what would be sent, send nothing.
     pub dry_run: bool,
+    /// The ids of events whose own `consent` was denied: neither validated nor forwarded.
+    pub denied: Vec<Option<String>>,
 }
 
-/// The `(creation ms, click id)` of an `fbc` value `fb.1.<ms>.<fbclid>`.
+/// The `(creation ms, click id)` of an `fbc` value `fb.1.<ms>.<fbclid>[.<appendix>]`. The Parameter
+/// Builder's appendix is not part of the click: a cookie holding the same click with an appendix
+/// must not be replaced by one built from the URL.
 pub fn fbc_parts(fbc: &str) -> Option<(i64, &str)> {
     let mut parts = fbc.splitn(4, '.');
-    let (_fb, _sub, ms, click) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    Some((ms.parse().ok()?, click))
+    let (_fb, _sub, ms, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((ms.parse().ok()?, rest.split('.').next()?))
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> AppError {
@@ -208,8 +212,18 @@ pub fn parse(body: &[u8], catalog: &Catalog, limits: CollectLimits, facts: &Requ
         _ => Consent::Unstated,
     };
     let consent = body_consent.filter(|c| *c != Consent::Unstated).unwrap_or(cookie_consent);
-    let events = raw_events.into_iter().map(|e| validate_event(e, catalog, facts)).collect();
-    Ok(Parsed { events, consent, test_event_code, dry_run })
+    let mut denied = Vec::new();
+    let mut events = Vec::new();
+    for e in raw_events {
+        // An event's own denial holds even in a batch that grants: its data is not even hashed.
+        let id = e.get("event_id").and_then(Value::as_str).map(str::to_string);
+        match e.get("consent").map(parse_consent) {
+            Some(Ok(Consent::Denied)) => denied.push(id),
+            Some(Err(err)) => events.push(Err(reject(&id, "invalid_consent", err.to_string()))),
+            _ => events.push(validate_event(e, catalog, facts)),
+        }
+    }
+    Ok(Parsed { events, consent, test_event_code, dry_run, denied })
 }
 
 fn reject(event_id: &Option<String>, code: &'static str, message: impl Into<String>) -> Rejection {
@@ -420,15 +434,16 @@ fn validate_event(raw: Value, catalog: &Catalog, facts: &RequestFacts) -> Result
         }
         Some(_) => return Err(reject(id, "invalid_data_processing_options", "data_processing_options must be [] or [\"LDU\"]")),
     };
-    let int_field = |m: &mut Map<String, Value>, key: &str| -> Result<Option<i64>, Rejection> {
+    // Meta's only codes: country 1 (USA) or 0 (geolocate); state 1000 (California) or 0.
+    let int_field = |m: &mut Map<String, Value>, key: &str, other: i64| -> Result<Option<i64>, Rejection> {
         match m.remove(key) {
             None => Ok(None),
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| (0..=1000).contains(&v)) => Ok(n.as_i64()),
-            Some(_) => Err(reject(id, "invalid_data_processing_options", format!("{key} must be 0, 1 or 1000"))),
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v == 0 || v == other) => Ok(n.as_i64()),
+            Some(_) => Err(reject(id, "invalid_data_processing_options", format!("{key} must be 0 or {other}"))),
         }
     };
-    let data_processing_options_country = int_field(&mut m, "data_processing_options_country")?;
-    let data_processing_options_state = int_field(&mut m, "data_processing_options_state")?;
+    let data_processing_options_country = int_field(&mut m, "data_processing_options_country", 1)?;
+    let data_processing_options_state = int_field(&mut m, "data_processing_options_state", 1000)?;
     let opt_out = match m.remove("opt_out") {
         None => None,
         Some(Value::Bool(b)) => Some(b),

@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn missing_settings_are_named() {
         let out = crate::http::native::NativeOutbound;
-        let mut cf = CloudflareConfig { api_base: "https://api.cloudflare.com/client/v4".into(), api_token: None, zone_id: Some("0".repeat(32)) };
+        let mut cf = CloudflareConfig { api_base: "https://api.cloudflare.com/client/v4".into(), api_token: None, zone_id: Some("0".repeat(32)), call_budget: 46 };
         let e = Api::new(&cf, &out).err().unwrap();
         assert_eq!((e.status(), e.code()), (503, "not_configured"));
         assert!(e.to_string().contains("CLOUDFLARE_API_TOKEN"));

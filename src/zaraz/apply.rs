@@ -34,7 +34,7 @@ pub struct Tuning {
     /// Writes with an unknown outcome that did not land, per run, before the run fails.
     pub max_unknown: u32,
     /// Subrequests (Cloudflare calls and checkpoint writes) a run may use; a run close to it
-    /// pauses between chunks and the next run resumes. Workers allow 50 per request on the free plan.
+    /// pauses between chunks and the next run resumes (`ZARAZ_CALL_BUDGET`).
     pub call_budget: u32,
     /// History records listed per check.
     pub history_window: u32,
@@ -46,7 +46,7 @@ impl Default for Tuning {
             chunk_size: 2,
             max_replans: 4,
             max_unknown: 4,
-            call_budget: 46,
+            call_budget: crate::config::DEFAULT_ZARAZ_CALL_BUDGET,
             history_window: 20,
         }
     }

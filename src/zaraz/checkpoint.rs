@@ -70,6 +70,10 @@ pub struct Run {
     /// Keys of the changes applied so far.
     pub applied: Vec<String>,
     pub chunks: u32,
+    /// The options the run was started with (`remove`, `publish`): a resumed run keeps them, so a
+    /// re-run without repeating them finishes the plan that was asked for.
+    pub remove: Vec<String>,
+    pub publish: bool,
 }
 
 impl Run {

@@ -61,7 +61,7 @@ pub async fn diff<O: Outbound>(cfg: &Config, out: &O) -> Result<Value, ZarazErro
 /// Applies the plan (see `apply` for how) and returns the report. A failed run that was rolled
 /// back (or could not be) is an error whose [`ZarazError::report`] holds the report.
 pub async fn sync<O: Outbound>(cfg: &Config, out: &O, store: Option<&Store<'_, O>>, keys: &Keys, req: &SyncRequest) -> Result<Value, ZarazError> {
-    run::sync(cfg, out, store, keys, req, &apply::Tuning::default()).await
+    run::sync(cfg, out, store, keys, req, &apply::Tuning { call_budget: cfg.cloudflare.call_budget, ..apply::Tuning::default() }).await
 }
 
 /// The most recent Zaraz history records (newest first), for an operator choosing what to restore.

@@ -30,6 +30,22 @@ fn check_request(req: &SyncRequest) -> Result<(), ZarazError> {
     Ok(())
 }
 
+/// The options a run works to. A paused (or interrupted) run keeps the ones it started with: a
+/// re-run that gives none continues with them; one that gives others is refused (409) rather than
+/// silently changing, or dropping, a half-applied plan.
+fn options(req: &SyncRequest, unfinished: Option<&Run>) -> Result<SyncRequest, ZarazError> {
+    let Some(run) = unfinished else { return Ok(req.clone()) };
+    let kept = SyncRequest { dry_run: req.dry_run, remove: run.remove.clone(), publish: run.publish };
+    if (req.remove.is_empty() && !req.publish) || (req.remove == kept.remove && req.publish == kept.publish) {
+        return Ok(kept);
+    }
+    Err(ZarazError::Conflict(format!(
+        "an unfinished sync started with remove [{}], publish {}: run again with those options (or none) to finish it, then with the new ones",
+        run.remove.join(", "),
+        run.publish
+    )))
+}
+
 /// Events that now have more than one trigger edgekeeper made: a duplicate the sync must not
 /// make (a retry that added again what had landed). Duplicates made by hand are only reported.
 fn duplicates_made(now: &Value, desired: &[&str]) -> Vec<String> {
@@ -51,8 +67,19 @@ pub async fn sync<O: Outbound>(
     let api = Api::new(&cfg.cloudflare, out)?;
     let desired: Vec<&str> = cfg.catalog.names().collect();
     let start = api.config().await?;
+    // A dry run reads no checkpoint: it plans with the options it was given.
+    let key = checkpoint::key(keys);
+    let (cp, store_state) = match store.filter(|_| !req.dry_run) {
+        None => (Checkpoint::new(api.zone), "none".to_string()),
+        Some(s) => match checkpoint::load(s, &key, api.zone).await {
+            Ok(c) => (c, "ok".to_string()),
+            Err(e) => (Checkpoint::new(api.zone), format!("unreadable: {e}")),
+        },
+    };
+    let opts = options(req, cp.unfinished())?;
+    let req = &opts;
     let plan0 = plan::plan(&start, &desired, &req.remove)?;
-    let mut report = json!({ "zone": api.zone, "dry_run": req.dry_run, "plan": plan0.to_json() });
+    let mut report = json!({ "zone": api.zone, "dry_run": req.dry_run, "plan": plan0.to_json(), "remove": req.remove, "publish": req.publish });
     let finish = |mut report: Value, outcome: &str, api: &Api<'_, O>| {
         report["outcome"] = json!(outcome);
         report["calls"] = json!(api.calls());
@@ -62,15 +89,6 @@ pub async fn sync<O: Outbound>(
     if req.dry_run {
         return Ok(finish(report, "dry_run", &api));
     }
-
-    let key = checkpoint::key(keys);
-    let (cp, store_state) = match store {
-        None => (Checkpoint::new(api.zone), "none".to_string()),
-        Some(s) => match checkpoint::load(s, &key, api.zone).await {
-            Ok(c) => (c, "ok".to_string()),
-            Err(e) => (Checkpoint::new(api.zone), format!("unreadable: {e}")),
-        },
-    };
     if plan0.is_empty() {
         // Nothing to write; only an interrupted run's bookkeeping is closed.
         if let (Some(s), Some(run)) = (store, cp.unfinished()) {
@@ -103,7 +121,15 @@ pub async fn sync<O: Outbound>(
     let resumed = cp.unfinished().cloned();
     let run = match resumed.clone() {
         Some(r) => Run { state: RunState::Running, known_history: newest.or(r.known_history), ..r },
-        None => Run { started_at_ms: started, start_record: newest, start_hash: model::config_hash(&start), known_history: newest, ..Run::default() },
+        None => Run {
+            started_at_ms: started,
+            start_record: newest,
+            start_hash: model::config_hash(&start),
+            known_history: newest,
+            remove: req.remove.clone(),
+            publish: req.publish,
+            ..Run::default()
+        },
     };
     let remembered_form = cp.version_form;
     let workflow = secrets.workflow().map(str::to_string);
@@ -239,6 +265,18 @@ mod tests {
         for bad in [vec![" ".to_string()], vec!["x".repeat(201)], vec!["a".to_string(); 51]] {
             let e = check_request(&SyncRequest { remove: bad, ..SyncRequest::default() }).unwrap_err();
             assert_eq!(e.code(), "invalid_request");
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_its_options_and_refuses_others() {
+        let paused = Run { state: RunState::Paused, remove: vec!["Old".into()], publish: true, ..Run::default() };
+        let given = |remove: &[&str], publish| SyncRequest { remove: remove.iter().map(|r| r.to_string()).collect(), publish, ..SyncRequest::default() };
+        assert_eq!(options(&given(&["New"], false), None).unwrap(), given(&["New"], false), "nothing to resume");
+        assert_eq!(options(&given(&[], false), Some(&paused)).unwrap(), given(&["Old"], true), "none given: the run's own");
+        assert_eq!(options(&given(&["Old"], true), Some(&paused)).unwrap(), given(&["Old"], true));
+        for other in [given(&["New"], true), given(&["Old"], false), given(&[], true)] {
+            assert_eq!(options(&other, Some(&paused)).unwrap_err().code(), "conflict", "{other:?}");
         }
     }
 

@@ -400,9 +400,11 @@ fn secrets_are_not_put_at_risk_in_a_zone_that_drops_them() {
     assert!(!report.to_string().contains(SECRET_VALUE));
 }
 
-/// A run that would outgrow the subrequest budget pauses between chunks; the next run resumes.
+/// A run that would outgrow the subrequest budget pauses between chunks; the next run resumes,
+/// with the options the run was started with: a re-run that does not repeat `remove` still
+/// removes it, and one that asks for something else is refused while the run is unfinished.
 #[test]
-fn a_paused_run_resumes_from_the_checkpoint() {
+fn a_paused_run_resumes_from_the_checkpoint_with_its_own_options() {
     let fake = Fake::start("ignore", false);
     fake.seed();
     let local = LocalStore::start();
@@ -410,15 +412,22 @@ fn a_paused_run_resumes_from_the_checkpoint() {
     let store = Store::new(&ucfg, &out, &iso);
     let cfg = fake.settings(TOKEN, &[]);
     let tight = Tuning { chunk_size: 1, call_budget: 17, ..Tuning::default() };
-    let first = block(run::sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default(), &tight)).unwrap();
+    let req = SyncRequest { remove: vec![TEST_TRIGGER.into()], ..SyncRequest::default() };
+    let first = block(run::sync(&cfg, &out, Some(&store), &keys(), &req, &tight)).unwrap();
     assert_eq!(first["outcome"], "paused", "{first:#}");
     let done = first["chunks"].as_array().unwrap().len();
     assert!((1..3).contains(&done), "{first:#}");
+    assert!(fake.config()["triggers"].get("testTrig01").is_some(), "the removal comes last, after the pause");
+    let other = SyncRequest { remove: vec!["Something else".into()], ..SyncRequest::default() };
+    let e = block(sync(&cfg, &out, Some(&store), &keys(), &other)).unwrap_err();
+    assert_eq!((e.status(), e.code()), (409, "conflict"), "{e}");
     let second = block(sync(&cfg, &out, Some(&store), &keys(), &SyncRequest::default())).unwrap();
     assert_eq!(second["outcome"], "applied", "{second:#}");
     assert_eq!(second["checkpoint"]["resumed"], true);
+    assert_eq!(second["remove"], json!([TEST_TRIGGER]));
     let now = fake.config();
     assert!(MISSING.iter().all(|e| tracking(&now, e).len() == 1));
+    assert!(now["triggers"].get("testTrig01").is_none(), "removed although the re-run did not repeat it");
 }
 
 /// In the preview workflow a sync publishes when asked; secrets are not carried from the

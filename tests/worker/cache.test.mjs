@@ -139,6 +139,26 @@ test('explain reports what the origin sent, the rule, what was set, the zone cac
   assert.equal(bad.status, 400);
 });
 
+test('without ORIGIN_URL, explain fetches only the site\'s own host; any other host is a 400 and is never fetched', async () => {
+  const w = await startWorker({ vars: { ADMIN_TOKEN: TEST_SECRETS.ADMIN_TOKEN } });
+  try {
+    const before = origin.log.length;
+    for (const url of [`${origin.url}/products/42` /* same IP, another port */, 'http://169.254.169.254/latest/meta-data', 'https://evil.example/']) {
+      const r = await fetch(`${w.url}/admin/cache/explain?url=${encodeURIComponent(url)}`, { headers: admin });
+      const body = await r.json();
+      assert.equal(r.status, 400, `${url}: ${JSON.stringify(body)}`);
+      assert.equal(body.error.code, 'host_not_allowed');
+      assert.match(body.error.message, /only this site's own hosts/);
+    }
+    assert.equal(origin.log.length, before, 'the other host was never fetched');
+    // The worker's own host is allowed (no origin behind it here: explain reports what came back).
+    const own = await fetch(`${w.url}/admin/cache/explain?url=${encodeURIComponent(`${w.url}/__edgekeeper/dashboard`)}`, { headers: admin });
+    assert.notEqual((await own.json()).error?.code, 'host_not_allowed');
+  } finally {
+    await w.stop();
+  }
+});
+
 test('the policy can be switched off: headers pass untouched', async () => {
   const off = await startWorker({ vars: { ORIGIN_URL: origin.url, CACHE_POLICY: 'off' } });
   try {

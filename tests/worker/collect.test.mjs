@@ -107,6 +107,38 @@ test('consent denied: accepted nowhere, forwarded never', async () => {
   assert.equal(countOf(ev) + countOf(viaCookie), 0);
 });
 
+test('an event\'s own denied consent in a granted batch: only the granted one reaches Meta', async () => {
+  const denied = event('ViewContent', { consent: 'denied' });
+  const granted = event('ViewContent');
+  const r = await collect(stack.url, { data: [denied, granted], consent: 'granted' });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  assert.deepEqual(r.body.accepted, [granted.event_id]);
+  assert.deepEqual(r.body.skipped.map((s) => [s.event_id, s.reason]), [[denied.event_id, 'consent_denied']]);
+  await waitFor(() => countOf(granted) === 1, { what: 'the granted event' });
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal(countOf(denied), 0, 'the denied event never reached Meta');
+  // Not claimed either: the same id sent later with consent is a first, not a duplicate.
+  const later = await collect(stack.url, { ...denied, consent: 'granted' });
+  assert.deepEqual(later.body.accepted, [denied.event_id]);
+});
+
+test('LDU codes Meta does not define are rejected per event, with the field named', async () => {
+  const ldu = (country, state) => event('PageView', { data_processing_options: ['LDU'], data_processing_options_country: country, data_processing_options_state: state });
+  const [ok, badCountry, badState] = [ldu(1, 1000), ldu(2, 0), ldu(0, 1)];
+  const r = await collect(stack.url, { data: [ok, badCountry, badState] });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  assert.deepEqual(r.body.accepted, [ok.event_id]);
+  assert.deepEqual(r.body.rejected.map((x) => [x.event_id, x.error.code]),
+    [[badCountry.event_id, 'invalid_data_processing_options'], [badState.event_id, 'invalid_data_processing_options']]);
+  assert.match(r.body.rejected[0].error.message, /data_processing_options_country must be 0 or 1/);
+  assert.match(r.body.rejected[1].error.message, /data_processing_options_state must be 0 or 1000/);
+  const only = await collect(stack.url, ldu(1000, 0));
+  assert.equal(only.status, 400);
+  await waitFor(() => countOf(ok) === 1, { what: 'the valid LDU event' });
+  const got = stack.meta.received().find((e) => e.event_id === ok.event_id);
+  assert.deepEqual([got.data_processing_options_country, got.data_processing_options_state], [1, 1000]);
+});
+
 test('malformed, oversized and wrong-typed bodies are 4xx JSON, never 5xx', async () => {
   const cases = [
     ['{not json', {}],

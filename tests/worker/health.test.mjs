@@ -129,3 +129,26 @@ test('the configuration is parsed once per isolate, not per request', async () =
     await w.stop();
   }
 });
+
+test('META_API_VERSION: warned 90 days before Meta retires it, down once it has expired, ok when current', async () => {
+  // From Meta's versions page (src/capi/versions.rs): v25.0 expires 2027-02-23, v21.0 on 2025-09-09.
+  const daysLeft = (Date.UTC(2027, 1, 23) - Date.now()) / 86_400_000;
+  const v25 = daysLeft <= 0 ? ['down', 503, /v25\.0 expired on 2027-02-23/] : daysLeft <= 90 ? ['degraded', 200, /v25\.0 expires on 2027-02-23/] : ['ok', 200, null];
+  const cases = { 'v25.0': v25, 'v21.0': ['down', 503, /v21\.0 expired on 2025-09-09/], 'v27.0': ['ok', 200, null] };
+  for (const [version, [status, code, message]] of Object.entries(cases)) {
+    const w = await startWorker({ vars: { ...stack.vars, META_API_VERSION: version } });
+    try {
+      const r = await health(w.url);
+      const check = r.body.checks.meta_api_version;
+      assert.equal(check.status, status, `${version}: ${JSON.stringify(check)}`);
+      assert.equal(r.body.status, status, version);
+      assert.equal(r.status, code, version);
+      assert.equal(check.version, version);
+      if (message) assert.match(check.message, message);
+    } finally {
+      await w.stop();
+    }
+  }
+  // wrangler.toml as deployed carries the current default.
+  assert.equal((await health(stack.url)).body.checks.meta_api_version.version, 'v27.0');
+});

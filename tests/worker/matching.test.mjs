@@ -67,6 +67,23 @@ test('an existing _fbp is reused and a newer _fbc is never overwritten', async (
   assert.equal(got.user_data.fbc, newer);
 });
 
+test('Parameter Builder ids with an appendix pass through untouched and are never re-minted', async () => {
+  const fbp = 'fb.1.1700000000000.1234567890.BQ';
+  const fbc = 'fb.1.1700000000000.IwAR2xyz-_abc.AQ';
+  const ev = event('ViewContent', { event_source_url: 'https://shop.example/p/1?fbclid=IwAR2xyz-_abc' });
+  const r = await collect(stack.url, { data: [ev], consent: 'granted' }, { headers: { cookie: `_fbp=${fbp}; _fbc=${fbc}` } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  assert.deepEqual(r.headers.getSetCookie(), [], 'the same click and browser: nothing to set');
+  const got = await at(ev.event_id);
+  assert.equal(got.user_data.fbp, fbp);
+  assert.equal(got.user_data.fbc, fbc);
+  // Sent in the body, they reach Meta exactly as given too.
+  const body = event('Lead', { user_data: { em: 'pb@example.com', fbp, fbc } });
+  assert.equal((await collect(stack.url, body)).status, 202);
+  const sent = await at(body.event_id);
+  assert.deepEqual([sent.user_data.fbp, sent.user_data.fbc], [fbp, fbc]);
+});
+
 test('the match-key report counts exactly the keys of the events sent', async () => {
   const s = await startStack();
   try {

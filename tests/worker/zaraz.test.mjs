@@ -193,3 +193,41 @@ test('where secrets cannot be carried (preview workflow) the sync refuses until 
   assert.equal(r.body.publish.published, true);
   assert.equal(cf.config().variables.capiToken01.value, 'EAAGfakeCapiToken0001');
 });
+
+test('a body that is not a JSON object is a 400 and nothing is read or written', async () => {
+  for (const body of ['[]', '"x"', '1', 'null', '[{"dry_run":false}]']) {
+    const n = cf.requests().length;
+    const r = await sync(body);
+    assert.equal(r.status, 400, `${body}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error.code, 'invalid_body', body);
+    assert.equal(typeof r.body.error.message, 'string');
+    assert.equal(cf.requests().length, n, `${body}: no Cloudflare API call`);
+  }
+  assert.deepEqual(tracking(cf.config(), 'Purchase'), [], 'no sync ran');
+  // An empty body still means the defaults (README).
+  assert.equal((await sync('')).body.outcome, 'applied');
+});
+
+test('ZARAZ_CALL_BUDGET pauses a run; the re-run keeps its remove list, and other options are a 409 until it is done', async () => {
+  const w = await startWorker({ vars: { ...stack.vars, CLOUDFLARE_API_BASE: cf.apiBase, CLOUDFLARE_ZONE_ID: ZONE, ZARAZ_CALL_BUDGET: '10' } });
+  try {
+    const first = await sync({ remove: ['ek-debug-test'] }, w.url);
+    assert.equal(first.body.outcome, 'paused', JSON.stringify(first.body).slice(0, 1500));
+    assert.ok(cf.config().triggers.debugTrig, 'the removal is still to come');
+    const n = puts().length;
+    const other = await sync({ remove: ['something else'] }, w.url);
+    assert.equal(other.status, 409);
+    assert.equal(other.body.error.code, 'conflict');
+    assert.match(other.body.error.message, /ek-debug-test/);
+    assert.equal(puts().length, n, 'nothing written');
+    const second = await sync({}, w.url);
+    assert.equal(second.body.outcome, 'applied', JSON.stringify(second.body).slice(0, 1500));
+    assert.equal(second.body.checkpoint.resumed, true);
+    assert.deepEqual(second.body.remove, ['ek-debug-test']);
+    const now = cf.config();
+    assert.equal(now.triggers.debugTrig, undefined, 'removed although the re-run did not repeat it');
+    for (const e of MISSING) assert.equal(tracking(now, e).length, 1, e);
+  } finally {
+    await w.stop();
+  }
+});

@@ -197,3 +197,47 @@ fn test_codes_dry_runs_and_fbc_precedence() {
     assert_eq!(newer.new_fbc, None, "a cookie newer than the event is never overwritten");
     assert_eq!(newer.event.user_data["fbc"], json!(format!("fb.1.{newer_ms}.NewerClick")));
 }
+
+#[test]
+fn an_event_s_own_denied_consent_keeps_it_out_of_a_granted_batch() {
+    let mut denied = purchase();
+    denied["event_id"] = json!("ord-denied");
+    denied["consent"] = json!("denied");
+    let mut bad = purchase();
+    bad["event_id"] = json!("ord-bad");
+    bad["consent"] = json!("maybe");
+    let body = json!({ "data": [denied, purchase(), bad], "consent": "granted" });
+    let p = parse(body.to_string().as_bytes(), &catalog(), LIMITS, &facts()).unwrap();
+    assert_eq!(p.consent, Consent::Granted);
+    assert_eq!(p.denied, vec![Some("ord-denied".to_string())]);
+    assert_eq!(p.events.len(), 2);
+    assert_eq!(p.events[0].as_ref().unwrap().event.event_id, "ord-1");
+    assert_eq!(p.events[1].as_ref().unwrap_err().code, "invalid_consent");
+}
+
+#[test]
+fn ldu_codes_are_only_those_meta_defines() {
+    let ldu = |country: i64, state: i64| {
+        one(json!({ "event_name": "PageView", "event_id": "l", "data_processing_options": ["LDU"],
+            "data_processing_options_country": country, "data_processing_options_state": state }))
+    };
+    for (c, s) in [(0, 0), (1, 1000), (1, 0), (0, 1000)] {
+        assert!(ldu(c, s).is_ok(), "{c}/{s}");
+    }
+    for (c, s) in [(2, 0), (1000, 0), (1, 1), (0, 999), (0, -1)] {
+        assert_eq!(ldu(c, s).unwrap_err().code, "invalid_data_processing_options", "{c}/{s}");
+    }
+}
+
+#[test]
+fn parameter_builder_appendix_cookies_pass_through_untouched() {
+    let mut f = facts();
+    f.fbp_cookie = Some("fb.1.1700000000000.1234567890.BQ".into());
+    f.fbc_cookie = Some("fb.1.1700000000000.IwAR2xyz-_abc.AQ".into());
+    let body = json!({ "event_name": "PageView", "event_id": "pb", "event_source_url": "https://shop.example/?fbclid=IwAR2xyz-_abc" });
+    let a = parse(body.to_string().as_bytes(), &catalog(), LIMITS, &f).unwrap().events.remove(0).unwrap();
+    assert_eq!(a.event.user_data["fbp"], "fb.1.1700000000000.1234567890.BQ");
+    assert_eq!(a.event.user_data["fbc"], "fb.1.1700000000000.IwAR2xyz-_abc.AQ", "the same click with an appendix stands");
+    assert_eq!(a.new_fbc, None, "no new _fbc cookie for it");
+    assert_eq!(fbc_parts("fb.1.1700000000000.IwAR2xyz-_abc.AQ"), Some((1_700_000_000_000, "IwAR2xyz-_abc")));
+}
