@@ -124,3 +124,19 @@ test('commands that would break a pooled connection are refused', async () => {
   assert.match((await r.json()).error, /not allowed/);
   assert.equal(await client.ping(), 'PONG');
 });
+
+test('a fault with `matching` meets only the requests that carry that text, and counts only them', async () => {
+  const call = async (body) => fetch(`${store.url}/`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+  await store.setFaults({ status: 500, matching: 'victim', times: 2 });
+  try {
+    assert.equal((await call(['SET', 'bystander', '1'])).status, 200, 'another request passes');
+    assert.equal((await call(['SET', 'victim:1', '1'])).status, 500);
+    assert.equal((await call(['EVAL', "return 'victim'", '0'])).status, 500, 'any argument, e.g. a script');
+    assert.equal((await call(['SET', 'victim:2', '1'])).status, 200, 'times counted only the matching ones');
+    await store.setFaults({ lose_reply: true, matching: 'victim', times: 1 });
+    assert.equal((await call(['SET', 'victim:3', 'ran'])).status, 502);
+    assert.equal(await client.get('victim:3'), 'ran', 'the command ran, its reply was lost');
+  } finally {
+    await store.clearFaults();
+  }
+});

@@ -1,5 +1,6 @@
 //! Test controls: the request log (what the worker sent, one entry per HTTP request) and injected
-//! faults (latency, a forced status, a hang, dropped connections), each optionally for N requests.
+//! faults (latency, a forced status, a hang, dropped connections, a lost reply), each optionally for
+//! N requests, after M, or only for requests carrying some text (one script's calls).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -24,6 +25,10 @@ pub struct Faults {
     pub lose_reply: bool,
     /// Let this many requests through untouched first (e.g. fail the call after an admission).
     pub skip: u64,
+    /// Only requests whose commands contain this text (any argument, e.g. a piece of one script)
+    /// meet the faults, and count against `skip`/`times`; the others pass. Not for `drop`, which
+    /// cuts connections before a command is read.
+    pub matching: Option<String>,
     /// Apply the faults to this many requests, then clear them; `None` = until cleared.
     pub times: Option<u64>,
 }
@@ -57,11 +62,18 @@ impl Control {
         self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The faults that apply to the request now arriving, counting it against `times`.
-    pub fn take_request_faults(&self) -> Faults {
+    /// The faults that apply to the request now arriving (its commands), counting it against `times`.
+    pub fn take_request_faults(&self, commands: &[Vec<Vec<u8>>]) -> Faults {
         let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         if f.drop || !f.active() {
             return Faults::default();
+        }
+        if let Some(text) = f.matching.as_deref() {
+            let needle = text.as_bytes();
+            let hit = commands.iter().flatten().any(|arg| !needle.is_empty() && arg.windows(needle.len()).any(|w| w == needle));
+            if !hit {
+                return Faults::default();
+            }
         }
         if f.skip > 0 {
             f.skip -= 1;

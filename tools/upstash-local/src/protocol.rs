@@ -169,7 +169,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, uri: &Uri, kind: Kind, c
     if !authorized(state, headers, uri) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let faults = state.control.take_request_faults();
+    let faults = state.control.take_request_faults(commands.as_deref().unwrap_or_default());
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
