@@ -140,6 +140,7 @@ function prng(seed) {
  *   {throttle_code: 4|17|32|613|80004, status?: 400|403}   throttling as a 400 (default) or 403, transient
  *   {timeout: true}                         read the request, never answer
  *   {reject_event_ids: [...]}               400 code 100 naming data[i] of the first event carrying such an id
+ *                                           (may be given with fail_rate/seed: both apply)
  *   {fail_rate: 0..1, seed?: int}           that fraction of requests answer 500 (PRNG seeded, default 1)
  *   {latency_ms: int}                       answer normally, that many milliseconds late (a slow Graph API)
  * `times` (positive integer, optional) counts the requests the fault hits; it clears itself afterwards.
@@ -176,7 +177,9 @@ function parseFault(input) {
     if (!Array.isArray(ids) || ids.length === 0 || !ids.every((id) => typeof id === 'string')) {
       throw new TypeError('fault.reject_event_ids must be a non-empty array of strings');
     }
-    return { ...base, rejectIds: new Set(ids) };
+    // With fail_rate as well, both apply: random 5xx go on while these events are refused (the soak).
+    const random = input.fail_rate !== undefined ? parseFault({ fail_rate: input.fail_rate, seed: input.seed }) : {};
+    return { ...base, rejectIds: new Set(ids), error: random.error, strikes: random.strikes };
   }
   if (input.fail_rate !== undefined) {
     const rate = input.fail_rate;

@@ -246,6 +246,20 @@ test('reject_event_ids fails the whole request, naming the event index', async (
   assert.equal((await send([event({ event_id: 'ok-3' })])).status, 200);
 });
 
+test('reject_event_ids with fail_rate: both apply', async () => {
+  fake.setFault({ reject_event_ids: ['bad-2'], fail_rate: 0.5, seed: 3 });
+  const statuses = [];
+  for (let i = 0; i < 30; i++) statuses.push((await send([event({ event_id: `fine-${i}` })])).status);
+  assert.deepEqual(new Set(statuses), new Set([200, 500]), 'random failures go on');
+  fake.reset();
+  for (let i = 0; i < 10; i++) {
+    const res = await send([event({ event_id: 'bad-2' })]);
+    assert.ok([400, 500].includes(res.status));
+    if (res.status === 400) assertEventRejected(res, 0, /event_id/);
+  }
+  fake.setFault(null);
+});
+
 test('fail_rate answers 500 for a deterministic fraction of requests', async () => {
   const pattern = async () => {
     fake.setFault({ fail_rate: 0.3, seed: 42 });
