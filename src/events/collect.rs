@@ -179,7 +179,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
     iso.count("rejected", rejected.len() as u64);
     if candidates.is_empty() {
-        iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: rejected.len() as u64 });
+        iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as i64, rejected: rejected.len() as i64 });
         let status = if rejected.is_empty() { 202 } else { 400 };
         let body = json!({ "accepted": [], "duplicates": duplicates, "rejected": rejected, "skipped": skipped });
         return Ok(Reply::json(status, &body));
@@ -190,7 +190,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     let request_token = token(out);
     let claim_keys: Vec<String> = candidates.iter().map(|(k, _)| k.clone()).collect();
     // Copies repeated inside this request are duplicates the store never sees.
-    iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as u64, rejected: 0 });
+    iso.note_books(keys.site(), PendingBooks { duplicates: duplicates.len() as i64, rejected: 0 });
     let admit = Admit { keys: &keys, rejected: rejected.len() as u64, client_ip, limits: cfg.rate_limits, request_token: &request_token };
     let admission = dedup::admit(store.as_ref(), iso, out, &admit, &claim_keys).await?;
 
@@ -229,6 +229,9 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
             let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode, &request_token).await;
             iso.count("queue_failures", 1);
             if start == 0 {
+                // "Nothing was accepted, retry": the client sends the whole batch again, so the
+                // duplicates and rejections counted for this answer are taken back.
+                iso.note_books(keys.site(), PendingBooks { duplicates: -(duplicates.len() as i64), rejected: -(admit.rejected as i64) });
                 return Err(AppError::Unavailable {
                     code: "queue_unavailable",
                     message: "events could not be queued; nothing was accepted, retry".into(),

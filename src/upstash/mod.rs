@@ -79,8 +79,10 @@ pub struct Isolate {
 /// Book entries not yet written to the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PendingBooks {
-    pub duplicates: u64,
-    pub rejected: u64,
+    /// Signed: a request answered 503 takes back the counts its admission already made (the client
+    /// sends the whole batch again and is counted then).
+    pub duplicates: i64,
+    pub rejected: i64,
 }
 
 impl PendingBooks {

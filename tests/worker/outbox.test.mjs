@@ -35,6 +35,30 @@ test('when the queue refuses, the answer is 503 with Retry-After and the claim i
   }
 });
 
+test('a 503 takes back the duplicates and rejections it counted: the resent batch is counted once', async () => {
+  const stack = await startStack({ queue: false });
+  const healthy = await startWorker({ vars: stack.vars });
+  try {
+    const seen = event('Lead');
+    assert.deepEqual((await collect(healthy.url, seen)).body.accepted, [seen.event_id]);
+    await waitFor(() => stack.meta.received().some((e) => e.event_id === seen.event_id), { what: 'delivery' });
+    // One new event, a copy of one already accepted, one the catalog refuses.
+    const batch = { data: [event('Purchase'), seen, event('NotAStandardEvent')] };
+    const refused = await collect(stack.url, batch);
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    const again = await collect(healthy.url, batch);
+    assert.equal(again.status, 202);
+    assert.deepEqual([again.body.accepted.length, again.body.duplicates, again.body.rejected.length], [1, [seen.event_id], 1]);
+    // Both isolates write what they owe (their next store call would).
+    await fetch(`${stack.url}/admin/stats`, { headers: admin });
+    const books = (await (await fetch(`${healthy.url}/admin/stats`, { headers: admin })).json()).books;
+    assert.deepEqual([books.accepted, books.duplicates, books.rejected], [2, 1, 1], JSON.stringify(books));
+  } finally {
+    await healthy.stop();
+    await stack.stop();
+  }
+});
+
 test('after max_retries the queue dead-letters; the worker stores it with a reason', async () => {
   const stack = await startStack({ maxRetries: 1 });
   try {

@@ -207,7 +207,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
         iso.count("l1_hits", l1_hits);
     }
     // Counts decided here travel with the next round trip to the store (none is made for them).
-    iso.note_books(a.keys.site(), PendingBooks { duplicates: l1_hits, rejected: a.rejected });
+    iso.note_books(a.keys.site(), PendingBooks { duplicates: l1_hits as i64, rejected: a.rejected as i64 });
     let pending: Vec<&String> = claim_keys.iter().zip(&fresh).filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect();
 
     let from_store = match store {
@@ -291,7 +291,7 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     drop((l1, local));
     if mode == DedupMode::Local {
         // Decided here: counted in the books when the store answers again (if it never saw them).
-        iso.note_books(a.keys.site(), PendingBooks { duplicates: dups, rejected: 0 });
+        iso.note_books(a.keys.site(), PendingBooks { duplicates: dups as i64, rejected: 0 });
         if store.is_some() {
             iso.note_local(a.keys.site(), &accepted, true);
         }

@@ -279,7 +279,7 @@ fn events_accepted_while_the_store_was_down_reach_the_books_later() {
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &down)).unwrap().mode, DedupMode::Local);
     let ride = iso.ride(k.site());
     // Its own rejection is sealed under its guard: the failed call may have run.
-    assert_eq!((ride.local.len(), ride.sealed.iter().map(|(_, b)| b.rejected).sum::<u64>()), (2, 1));
+    assert_eq!((ride.local.len(), ride.sealed.iter().map(|(_, b)| b.rejected).sum::<i64>()), (2, 1));
     // One of them is given back (the queue refused it): only the other stays counted.
     run(release(Some(&s), &iso, &k, &down[1..], DedupMode::Local, "dn-1")).unwrap();
     store.set_faults(serde_json::json!({}));
