@@ -223,7 +223,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
     }
     for (start, end) in chunks(&messages) {
         if send_with_retry(sink, out, &messages[start..end]).await.is_ok() {
-            dedup::queued(iso, &keys, &claimed[start..end], &request_token, now, admission.mode);
+            dedup::queued(iso, &keys, &claimed[start..end], &request_token, now, admission.mode, store.is_some());
         } else {
             // Nothing may stay marked as seen that the queue did not take.
             let _ = dedup::release(store.as_ref(), iso, &keys, &claimed[start..], admission.mode, &request_token).await;

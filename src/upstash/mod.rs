@@ -105,6 +105,8 @@ pub const MAX_SEALED: usize = 256;
 /// - `sealed`: counts a call carried whose reply was lost (it may or may not have run), each under
 ///   the guard key of that call, so the store applies it only if the call never ran;
 /// - `local`: claims this isolate accepted alone (store down): counted if the store never saw them;
+///   another request's pending claim found there is confirmed (that request counted the event; its
+///   late release must not uncount one this isolate queued);
 /// - `releases`: claims (key, token) to give back, deleted and uncounted only if still ours;
 /// - `confirms`: claims (key, token) whose events the queue took, confirmed if still ours (the
 ///   queue consumer confirms them too; this only makes it sooner, for free). Not counted.
@@ -152,16 +154,9 @@ impl Isolate {
         }
     }
 
-    /// Claims this isolate accepted alone, or gives back (`local == false`: released before the
-    /// store heard of them).
-    pub fn note_local(&self, site: &str, keys: &[String], local: bool) {
-        let mut rides = self.rides.borrow_mut();
-        let r = rides.entry(site.to_string()).or_default();
-        if local {
-            r.local.extend(keys.iter().cloned());
-        } else {
-            r.local.retain(|k| !keys.contains(k));
-        }
+    /// Claims this isolate accepted alone and the queue took: the store is told with the next call.
+    pub fn note_local(&self, site: &str, keys: &[String]) {
+        self.rides.borrow_mut().entry(site.to_string()).or_default().local.extend(keys.iter().cloned());
     }
 
     pub fn note_releases(&self, site: &str, releases: Vec<(String, String)>) {

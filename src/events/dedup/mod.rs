@@ -30,7 +30,9 @@ for _, b in ipairs(ride.s) do
   if redis.call('SET', KEYS[b[1]], '1', 'NX', 'EX', 3600) then add('duplicates', b[2]); add('rejected', b[3]) end
 end
 for _, k in ipairs(ride.l) do
-  if redis.call('SET', KEYS[k], 'c', 'NX', 'EX', ARGV[4]) then add('accepted', 1) end
+  local had = redis.call('SET', KEYS[k], 'c', 'NX', 'EX', ARGV[4], 'GET')
+  if not had then add('accepted', 1)
+  elseif had:sub(1, 2) == 'p:' then redis.call('SET', KEYS[k], 'c', 'KEEPTTL') end
 end
 for _, r in ipairs(ride.r) do
   if redis.call('GET', KEYS[r[1]]) == 'p:' .. r[2] then redis.call('DEL', KEYS[r[1]]); add('accepted', -1) end
@@ -292,24 +294,26 @@ pub async fn admit<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, out
     if mode == DedupMode::Local {
         // Decided here: counted in the books when the store answers again (if it never saw them).
         iso.note_books(a.keys.site(), PendingBooks { duplicates: dups as i64, rejected: 0 });
-        if store.is_some() {
-            iso.note_local(a.keys.site(), &accepted, true);
-        }
     }
     Ok(Admission { fresh: fresh.into_iter().map(|f| f.unwrap_or(false)).collect(), in_progress, mode, rate, round_trips })
 }
 
 /// After the queue took the events: their claims are remembered by this isolate (L1), so a repeat
-/// is a duplicate without a round trip, and confirmed in the store by the next one.
-pub fn queued(iso: &Isolate, keys: &Keys, claim_keys: &[String], token: &str, now_ms: f64, mode: DedupMode) {
+/// is a duplicate without a round trip, and confirmed in the store by the next one. Claims this
+/// isolate decided alone are owed to the store only now: written before the queue took them (a
+/// concurrent request carrying them), a refused event would be marked seen and its resend answered
+/// "duplicate" and dropped.
+pub fn queued(iso: &Isolate, keys: &Keys, claim_keys: &[String], token: &str, now_ms: f64, mode: DedupMode, store_configured: bool) {
     {
         let mut l1 = iso.claimed.borrow_mut();
         for k in claim_keys {
             l1.insert(k, now_ms, (CLAIM_TTL_SECS * 1000) as f64);
         }
     }
-    if mode == DedupMode::Store {
-        iso.note_confirms(keys.site(), claim_keys.iter().map(|k| (k.clone(), token.to_string())));
+    match mode {
+        DedupMode::Store => iso.note_confirms(keys.site(), claim_keys.iter().map(|k| (k.clone(), token.to_string()))),
+        DedupMode::Local if store_configured => iso.note_local(keys.site(), claim_keys),
+        DedupMode::Local => {}
     }
 }
 
@@ -399,8 +403,7 @@ pub async fn release<O: Outbound>(store: Option<&Store<'_, O>>, iso: &Isolate, k
         }
     }
     if mode == DedupMode::Local {
-        // Claimed and counted only here: nothing in the store to give back.
-        iso.note_local(keys.site(), claim_keys, false);
+        // Claimed here only, and owed to the store only once queued: nothing to give back.
         return Ok(());
     }
     match store {

@@ -49,7 +49,7 @@ fn one_round_trip_claims_and_counts_then_l1_answers_repeats_for_free() {
 
     // Not remembered before the queue took the events.
     assert!(!iso.claimed.borrow().contains(&claims[0], out.now_ms()));
-    queued(&iso, &k, &claims, "tok-1", out.now_ms(), DedupMode::Store);
+    queued(&iso, &k, &claims, "tok-1", out.now_ms(), DedupMode::Store, true);
     let a2 = Admit { request_token: "tok-2", ..a };
     let again = run(admit(Some(&s), &iso, &out, &a2, &claims)).unwrap();
     assert_eq!(again.fresh, vec![false, false]);
@@ -237,7 +237,7 @@ fn the_books_count_each_request_once_and_a_release_uncounts() {
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["duplicates"], b["rejected"]), (2, 0, 3));
     // Queued, and confirmed (here by the next round trip): a later duplicate is counted as one.
-    queued(&iso, &k, &claims[..1], "b", out.now_ms(), DedupMode::Store);
+    queued(&iso, &k, &claims[..1], "b", out.now_ms(), DedupMode::Store, true);
     run(flush(&s, &k, "confirm")).unwrap();
     let iso3 = Isolate::default();
     run(admit(Some(&Store::new(&cfg, &out, &iso3)), &iso3, &out, &Admit { request_token: "b2", rejected: 0, ..a }, &claims[..1])).unwrap();
@@ -256,7 +256,7 @@ fn duplicates_the_l1_decided_ride_along_with_the_next_round_trip() {
     let first = vec![claim_key(&k, "PageView", "l1-a")];
     let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.4", limits: LIMITS, request_token: "l1-1" };
     run(admit(Some(&s), &iso, &out, &a, &first)).unwrap();
-    queued(&iso, &k, &first, "l1-1", out.now_ms(), DedupMode::Store);
+    queued(&iso, &k, &first, "l1-1", out.now_ms(), DedupMode::Store, true);
     let again = run(admit(Some(&s), &iso, &out, &Admit { request_token: "l1-2", ..a }, &first)).unwrap();
     assert_eq!(again.round_trips, 0);
     assert_eq!(iso.ride(k.site()).open, PendingBooks { duplicates: 1, rejected: 0 });
@@ -278,9 +278,12 @@ fn events_accepted_while_the_store_was_down_reach_the_books_later() {
     let a = Admit { keys: &k, rejected: 1, client_ip: "203.0.113.9", limits: LIMITS, request_token: "dn-1" };
     assert_eq!(run(admit(Some(&s), &iso, &out, &a, &down)).unwrap().mode, DedupMode::Local);
     let ride = iso.ride(k.site());
-    // Its own rejection is sealed under its guard: the failed call may have run.
-    assert_eq!((ride.local.len(), ride.sealed.iter().map(|(_, b)| b.rejected).sum::<i64>()), (2, 1));
-    // One of them is given back (the queue refused it): only the other stays counted.
+    // Its own rejection is sealed under its guard: the failed call may have run. The claims are not
+    // owed to the store before the queue took them.
+    assert_eq!((ride.local.len(), ride.sealed.iter().map(|(_, b)| b.rejected).sum::<i64>()), (0, 1));
+    // The queue took one; the other is given back (refused): only the first is counted.
+    queued(&iso, &k, &down[..1], "dn-1", out.now_ms(), DedupMode::Local, true);
+    assert_eq!(iso.ride(k.site()).local, down[..1].to_vec());
     run(release(Some(&s), &iso, &k, &down[1..], DedupMode::Local, "dn-1")).unwrap();
     store.set_faults(serde_json::json!({}));
     let up = vec![claim_key(&k, "Lead", "up-a")];
@@ -289,4 +292,53 @@ fn events_accepted_while_the_store_was_down_reach_the_books_later() {
     assert!(iso.ride(k.site()).is_empty());
     let b = books(&s, &k);
     assert_eq!((b["accepted"], b["rejected"]), (2, 1));
+}
+
+#[test]
+fn a_local_claim_over_another_request_s_pending_one_survives_that_request_s_release() {
+    let (store, cfg) = impatient_store();
+    let out = NativeOutbound;
+    let k = keys();
+    let claims = vec![claim_key(&k, "Lead", "lr-1")];
+    // R claims the event; its queue refuses and its release is lost.
+    let r = Isolate::default();
+    let sr = Store::new(&cfg, &out, &r);
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.30", limits: LIMITS, request_token: "lr-r" };
+    assert_eq!(run(admit(Some(&sr), &r, &out, &a, &claims)).unwrap().fresh, vec![true]);
+    store.set_faults(serde_json::json!({ "status": 500 }));
+    assert!(run(release(Some(&sr), &r, &k, &claims, DedupMode::Store, "lr-r")).is_err());
+    // The client's resend reaches an isolate that cannot reach the store either: accepted alone.
+    let l = Isolate::default();
+    let sl = Store::new(&cfg, &out, &l);
+    let local = run(admit(Some(&sl), &l, &out, &Admit { request_token: "lr-l", ..a }, &claims)).unwrap();
+    assert_eq!((local.mode, local.fresh.clone()), (DedupMode::Local, vec![true]));
+    queued(&l, &k, &claims, "lr-l", out.now_ms(), DedupMode::Local, true);
+    store.set_faults(serde_json::json!({}));
+    // The local claim reaches the store first, R's lost release after it: the event that was
+    // queued stays accepted, counted once (R's count stands for it).
+    run(flush(&sl, &k, "lr-l-later")).unwrap();
+    run(flush(&sr, &k, "lr-r-later")).unwrap();
+    assert_eq!(books(&sr, &k)["accepted"], 1);
+    assert_eq!(run(sr.command("t", &cmd(["GET", &claims[0]]), Retry::Idempotent)).unwrap(), Value::Str("c".into()));
+}
+
+#[test]
+fn a_local_claim_the_queue_refused_never_reaches_the_store() {
+    let (store, cfg) = impatient_store();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let s = Store::new(&cfg, &out, &iso);
+    let k = keys();
+    store.set_faults(serde_json::json!({ "status": 500 }));
+    let e = vec![claim_key(&k, "Lead", "race-e")];
+    let a = Admit { keys: &k, rejected: 0, client_ip: "203.0.113.31", limits: LIMITS, request_token: "race-1" };
+    assert_eq!(run(admit(Some(&s), &iso, &out, &a, &e)).unwrap().mode, DedupMode::Local);
+    store.set_faults(serde_json::json!({}));
+    // A concurrent request's call goes out while the first is still queuing its event, which the
+    // queue then refuses.
+    run(admit(Some(&s), &iso, &out, &Admit { request_token: "race-2", ..a }, &[claim_key(&k, "Lead", "race-other")])).unwrap();
+    run(release(Some(&s), &iso, &k, &e, DedupMode::Local, "race-1")).unwrap();
+    // The client's resend, at another isolate: new (it was: a duplicate, and dropped).
+    let iso2 = Isolate::default();
+    let again = run(admit(Some(&Store::new(&cfg, &out, &iso2)), &iso2, &out, &Admit { request_token: "race-3", ..a }, &e)).unwrap();
+    assert_eq!((again.fresh, again.in_progress), (vec![true], vec![false]));
 }
