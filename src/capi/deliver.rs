@@ -258,7 +258,10 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
     while let Some((pixel, code, idx)) = work.pop() {
         if report.capi_requests >= MAX_REQUESTS {
             for &i in &idx {
-                report.fates[i] = Some(Fate::Retry { delay_secs: 1, reason: "request budget of this invocation used".into() });
+                // Not the events' fault: held (a new message), so a batch full of events Meta
+                // refuses one by one does not spend its neighbours' retries (the soak found good
+                // events dead-lettered after max_retries this way).
+                report.fates[i] = hold(1, "request budget of this invocation used".into(), Then::Deliver);
             }
             continue;
         }
@@ -621,6 +624,22 @@ mod tests {
         assert!(r2.fates.iter().all(|f| matches!(f, Some(Fate::DeadLettered { .. }))), "{:?}", r2.fates);
         assert_eq!(get(&store, &cfg, &["HGET", &alarms_key("ek"), "dlq:shop.example"]), Value::Nil);
         assert_eq!(out.requests.get(), 0, "a waiting dead letter is never sent to Meta");
+    }
+
+    #[test]
+    fn events_past_the_request_budget_are_held_not_retried() {
+        let store = LocalStore::start();
+        let cfg = config(&store, &[("CAPI_BATCH_SIZE", "100")]);
+        let (out, iso) = (Meta::ok(), Isolate::default());
+        // Meta refuses the first event of every request: one request per event.
+        *out.answer.borrow_mut() = (400, json!({ "error": { "message": "Invalid parameter", "type": "OAuthException", "code": 100, "error_subcode": 2804019, "error_user_msg": "data[0].event_id: refused" } }).to_string());
+        let n = MAX_REQUESTS as usize + 5;
+        let batch: Vec<Item> = (0..n).map(|i| item(&format!("budget-{i}"))).collect();
+        let r = pollster::block_on(deliver(&batch, &cfg, &out, &iso));
+        assert_eq!(out.requests.get(), MAX_REQUESTS);
+        assert_eq!(r.fates.iter().filter(|f| matches!(f, Some(Fate::DeadLettered { .. }))).count(), MAX_REQUESTS as usize);
+        let held = r.fates.iter().filter(|f| matches!(f, Some(Fate::Hold { delay_secs: 1, then: Then::Deliver, .. }))).count();
+        assert_eq!(held, 5, "{:?}", r.fates);
     }
 
     #[test]
