@@ -16,7 +16,7 @@ help:
 	@echo "make dev    build, start redis + upstash-local + fakes + the demo shop origin + wrangler dev on http://127.0.0.1:8787"
 	@echo "make test   native cargo tests, wasm build, integration suites under workerd"
 	@echo "make bench  wasm size, /collect load, store round trips, proxy overhead, native intake cost, against a JS baseline"
-	@echo "make soak   50,000 events with duplicates, Meta failures and a redis restart; checks nothing is lost"
+	@echo "make soak   50,000 events through issue 17's failures at once (redis restart, refused queue, revoked Meta token, full DLQ, store outages); checks nothing is lost"
 	@echo "make fuzz   cargo fuzz on the intake and the cache-rule parser (FUZZ_SECONDS each)"
 
 setup:
