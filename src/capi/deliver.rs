@@ -90,6 +90,7 @@ impl Report {
         let Some(Fate::Hold { delay_secs, then, .. }) = &self.fates[i] else { return None };
         let mut msg = item.msg.clone();
         msg.held += 1;
+        msg.held_at_ms = Some(now_ms as i64);
         match then {
             Then::Deliver => {}
             Then::Record => msg.sent_at_ms = Some(msg.sent_at_ms.unwrap_or(now_ms as i64)),
@@ -101,6 +102,12 @@ impl Report {
 
 /// Retry delay for the queue: as long as the event has already waited, between 5 s and 10 min, so
 /// successive delays roughly double (5, 5, 10, 20, 40 ... 600 s).
+/// How long an item has been in Meta's hands for the retry backoff: since it was last held, else
+/// since it was accepted.
+fn retry_age_ms(item: &Item, now_ms: f64) -> f64 {
+    item.msg.held_at_ms.map_or(item.age_ms, |at| (now_ms - at as f64).max(0.0))
+}
+
 pub fn retry_delay(age_ms: f64) -> u32 {
     ((age_ms / 1000.0) as u32).clamp(5, 600)
 }
@@ -285,7 +292,7 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
             }
             Verdict::Retry { reason } => {
                 for &i in &idx {
-                    report.fates[i] = Some(Fate::Retry { delay_secs: retry_delay(items[i].age_ms), reason: reason.clone() });
+                    report.fates[i] = Some(Fate::Retry { delay_secs: retry_delay(retry_age_ms(&items[i], out.now_ms())), reason: reason.clone() });
                 }
             }
             // Our token or pixel, not the events: they wait on the queue until it is fixed.
@@ -499,7 +506,7 @@ mod tests {
     fn item(id: &str) -> Item {
         let event = json!({ "event_name": "Lead", "event_id": id, "event_time": 1, "action_source": "website", "user_data": {} });
         Item {
-            msg: QueuedEvent { v: 1, site: "shop.example".into(), pixel_id: "1".into(), test_event_code: None, claim_key: "c".into(), accepted_at_ms: 0, event, sent_at_ms: None, dead: None, held: 0 },
+            msg: QueuedEvent { v: 1, site: "shop.example".into(), pixel_id: "1".into(), test_event_code: None, claim_key: "c".into(), accepted_at_ms: 0, event, sent_at_ms: None, dead: None, held: 0, held_at_ms: None },
             age_ms: 0.0,
             lease_id: format!("m-{id}"),
         }
@@ -624,6 +631,26 @@ mod tests {
         assert!(r2.fates.iter().all(|f| matches!(f, Some(Fate::DeadLettered { .. }))), "{:?}", r2.fates);
         assert_eq!(get(&store, &cfg, &["HGET", &alarms_key("ek"), "dlq:shop.example"]), Value::Nil);
         assert_eq!(out.requests.get(), 0, "a waiting dead letter is never sent to Meta");
+    }
+
+    #[test]
+    fn a_held_event_backs_off_from_its_last_hold_not_from_its_acceptance() {
+        let store = LocalStore::start();
+        let cfg = config(&store, &[]);
+        let (out, iso) = (Meta::ok(), Isolate::default());
+        *out.answer.borrow_mut() = (500, json!({ "error": { "message": "An unknown error occurred", "type": "OAuthException", "code": 1, "is_transient": true } }).to_string());
+        // Accepted four minutes ago, held until a moment ago (a revoked token), then a Meta 500.
+        let mut it = item("backoff-1");
+        it.age_ms = 240_000.0;
+        it.msg.held = 18;
+        it.msg.held_at_ms = Some(out.now_ms() as i64 - 1_000);
+        let r = pollster::block_on(deliver(std::slice::from_ref(&it), &cfg, &out, &iso));
+        assert!(matches!(r.fates[0], Some(Fate::Retry { delay_secs: 5, .. })), "{:?}", r.fates);
+        // Never held: the delay grows with its age, as before.
+        let mut old = item("backoff-2");
+        old.age_ms = 240_000.0;
+        let r = pollster::block_on(deliver(std::slice::from_ref(&old), &cfg, &out, &iso));
+        assert!(matches!(r.fates[0], Some(Fate::Retry { delay_secs: 240, .. })), "{:?}", r.fates);
     }
 
     #[test]

@@ -219,6 +219,7 @@ async fn handle<O: Outbound, S: EventSink>(req: &Incoming, cfg: &Config, out: &O
             sent_at_ms: None,
             dead: None,
             held: 0,
+            held_at_ms: None,
         });
     }
     for (start, end) in chunks(&messages) {

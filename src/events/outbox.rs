@@ -30,6 +30,11 @@ pub struct QueuedEvent {
     /// store down) rather than spend one of the queue's retries.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub held: u32,
+    /// When it was last put back: a later transient failure backs off from then, not from its
+    /// acceptance (an event held three minutes for a revoked token is not three minutes into
+    /// Meta's retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_at_ms: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
