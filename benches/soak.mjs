@@ -227,11 +227,13 @@ async function sender(i) {
 const watchers = [watchStore(), watchHealth()];
 const atMetaNow = () => new Set(stack.meta.received().map((e) => e.event_id)).size;
 const t0 = Date.now();
+/** A worker's "queue batch" log lines, parsed; with `queue`, only that queue's. */
+const batchLogs = (w, queue) => w.logs
+  .filter((l) => l.includes('"msg":"queue batch"') && (!queue || l.includes(`"queue":"${queue}"`)))
+  .map((l) => JSON.parse(l.slice(l.indexOf('{'))));
 const consumerTally = () => {
   const t = { batches: 0, messages: 0, delivered: 0, retried: 0, held: 0, dead_lettered: 0 };
-  for (const l of stack.worker.logs) {
-    if (!l.includes('"msg":"queue batch"')) continue;
-    const b = JSON.parse(l.slice(l.indexOf('{')));
+  for (const b of batchLogs(stack.worker)) {
     t.batches += 1;
     for (const f of ['messages', 'delivered', 'retried', 'held', 'dead_lettered']) t[f] += b[f];
   }
@@ -301,9 +303,8 @@ const fiveXX = Object.entries(statuses).filter(([s]) => Number(s) >= 500).reduce
 const refused503 = refusedStatuses[503] ?? 0;
 const refusedOther5xx = Object.entries(refusedStatuses).filter(([s]) => Number(s) >= 500 && s !== '503').reduce((a, [, n]) => a + n, 0);
 const capi = stack.meta.requests().filter((r) => r.method === 'POST');
-const batchLogs = (w) => w.logs.filter((l) => l.includes('"msg":"queue batch"') && l.includes('"queue":"edgekeeper-events"')).map((l) => JSON.parse(l.slice(l.indexOf('{'))));
-const secondMessages = batchLogs(second).reduce((a, b) => a + b.messages, 0);
-const leaseRetries = [stack.worker, second].flatMap(batchLogs).reduce((a, b) => a + b.retried, 0);
+const secondMessages = batchLogs(second, 'edgekeeper-events').reduce((a, b) => a + b.messages, 0);
+const leaseRetries = [stack.worker, second].flatMap((w) => batchLogs(w, 'edgekeeper-events')).reduce((a, b) => a + b.retried, 0);
 const badAtMeta = badIds.filter((id) => counts.get(id) === 1).length;
 
 log(`Meta holds ${counts.size} unique events (${copies.length} of them handed to both consumers), ${twice.length} twice, ${missing.length} missing, ${extra.length} unknown`);

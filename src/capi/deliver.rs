@@ -100,14 +100,14 @@ impl Report {
     }
 }
 
-/// Retry delay for the queue: as long as the event has already waited, between 5 s and 10 min, so
-/// successive delays roughly double (5, 5, 10, 20, 40 ... 600 s).
 /// How long an item has been in Meta's hands for the retry backoff: since it was last held, else
 /// since it was accepted.
 fn retry_age_ms(item: &Item, now_ms: f64) -> f64 {
     item.msg.held_at_ms.map_or(item.age_ms, |at| (now_ms - at as f64).max(0.0))
 }
 
+/// Retry delay for the queue: as long as the event has already waited, between 5 s and 10 min, so
+/// successive delays roughly double (5, 5, 10, 20, 40 ... 600 s).
 pub fn retry_delay(age_ms: f64) -> u32 {
     ((age_ms / 1000.0) as u32).clamp(5, 600)
 }
@@ -291,8 +291,9 @@ pub async fn deliver<O: Outbound>(items: &[Item], cfg: &Config, out: &O, iso: &I
                 }
             }
             Verdict::Retry { reason } => {
+                let now = out.now_ms();
                 for &i in &idx {
-                    report.fates[i] = Some(Fate::Retry { delay_secs: retry_delay(retry_age_ms(&items[i], out.now_ms())), reason: reason.clone() });
+                    report.fates[i] = Some(Fate::Retry { delay_secs: retry_delay(retry_age_ms(&items[i], now)), reason: reason.clone() });
                 }
             }
             // Our token or pixel, not the events: they wait on the queue until it is fixed.
