@@ -245,3 +245,26 @@ test('no raw email or phone in redis, outbound payloads or logs', async () => {
   }
   assert.ok(dump.length > 0 && outbound.length > 100, 'there was data to scan');
 });
+
+test('the default site-wide rate limit lets a busy shop through (600,000 a window, not 6,000)', async () => {
+  // A long window so the counter seeded below is the one the next request meets.
+  const own = await startStack({ vars: { RATE_LIMIT_WINDOW_SECS: '3600' } });
+  try {
+    const call = async (command) => (await (await fetch(own.store.url, { method: 'POST', headers: { authorization: `Bearer ${TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN}` }, body: JSON.stringify(command) })).json()).result;
+    assert.equal((await collect(own.url, event('Lead'))).status, 202);
+    const [siteKey] = await call(['KEYS', '*:rl:site:*']);
+    assert.ok(siteKey, 'the site counter');
+    // 7,000 requests this window from many shoppers: still accepted.
+    await call(['SET', siteKey, '7000', 'KEEPTTL']);
+    const busy = await collect(own.url, event('Lead'));
+    assert.equal(busy.status, 202, JSON.stringify(busy.body));
+    // Past the default: the site limit answers.
+    await call(['SET', siteKey, '600000', 'KEEPTTL']);
+    const over = await collect(own.url, event('Lead'));
+    assert.equal(over.status, 429, JSON.stringify(over.body));
+    assert.equal(over.body.error.code, 'rate_limited');
+    assert.match(over.body.error.message, /site/);
+  } finally {
+    await own.stop();
+  }
+});
