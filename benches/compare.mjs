@@ -314,35 +314,38 @@ async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
 // ---------------------------------------------------------------------------------------------
 // The two workers
 
-async function bundleBaseline() {
+async function bundle(dir) {
   const { build } = await import('esbuild');
-  const outfile = join(ROOT, 'target/js-baseline/worker.mjs');
-  mkdirSync(join(ROOT, 'target/js-baseline'), { recursive: true });
+  const outfile = join(ROOT, `target/${dir}/worker.mjs`);
+  mkdirSync(join(ROOT, `target/${dir}`), { recursive: true });
   // What wrangler does with a worker: one ES module, workerd's export conditions, not minified.
   await build({
-    entryPoints: [join(ROOT, 'benches/js-baseline/worker.js')],
+    entryPoints: [join(ROOT, `benches/${dir}/worker.js`)],
     bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
     conditions: ['workerd', 'worker', 'browser'], outfile, logLevel: 'warning',
   });
   return outfile;
 }
 
-async function startBaseline({ store }) {
+/** A JS worker of benches/ (`dir`: js-baseline, js-floor) in its own Miniflare, loaded at its own socket. */
+async function startJsWorker(dir, { store }) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
-  const scriptPath = await bundleBaseline();
+  const scriptPath = await bundle(dir);
   const compatibilityDate = readFileSync(join(ROOT, 'benches/js-baseline/wrangler.toml'), 'utf8').match(/compatibility_date = "([^"]+)"/)[1];
   const logs = [];
   class CapturingLog extends Log { log(message) { logs.push(message); } } // as stack.mjs's startWorker
   const mf = new Miniflare({
     workers: [{
-      name: 'js-baseline',
+      name: dir,
       modules: true,
       scriptPath,
       compatibilityDate,
       bindings: { UPSTASH_REDIS_REST_URL: store.url, UPSTASH_REDIS_REST_TOKEN: store.token, RATE_LIMIT_PER_MINUTE: '100000000' },
-      queueProducers: { EVENTS: { queueName: 'js-baseline-events' } },
+      queueProducers: { EVENTS: { queueName: `${dir}-events` } },
       // The same consumer settings as stack.mjs's spy for edgekeeper.
-      queueConsumers: { 'js-baseline-events': { maxBatchTimeout: 1 } },
+      queueConsumers: { [`${dir}-events`]: { maxBatchTimeout: 1 } },
+      // Its own workerd socket, past Miniflare's entry worker (as edgekeeper's `direct` below).
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
     }],
     host: '127.0.0.1',
     port: 0,
@@ -353,7 +356,8 @@ async function startBaseline({ store }) {
       for (const s of [stdout, stderr]) createInterface({ input: s }).on('line', (l) => logs.push(l));
     },
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  await mf.ready;
+  const url = (await mf.unsafeGetDirectURL(dir)).toString().replace(/\/$/, '');
   return { url, logs, stop: () => mf.dispose() };
 }
 
@@ -365,7 +369,7 @@ export async function benchCompare() {
   // `edgekeeper`: as wrangler.toml deploys it, with [assets] (Miniflare then puts its asset router,
   // JS workers in the same workerd, in front: run_worker_first); `edgekeeper, no assets`: without
   // the ASSETS binding, like the baseline. Miniflare's per-request log post to node is off for all.
-  for (const [name, opts] of [['edgekeeper', {}], ['edgekeeperNoAssets', { assets: false }]]) {
+  for (const [name, opts] of [['edgekeeper', {}], ['edgekeeperNoAssets', { assets: false, direct: true }]]) {
     const [stack, pid] = await withWorkerdPid(() => startStack({
       vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true, logRequests: false, ...opts,
     }));
@@ -379,14 +383,14 @@ export async function benchCompare() {
     }
   }
 
-  // The JS baseline: its own redis + upstash-local, its own Miniflare.
-  {
+  // The JS baseline, then the floor: each with its own redis + upstash-local, its own Miniflare.
+  for (const [name, dir] of [['js', 'js-baseline'], ['floor', 'js-floor']]) {
     const redis = await startRedis();
     const store = await startUpstashLocal({ redisPort: redis.port, token: TEST_SECRETS.UPSTASH_REDIS_REST_TOKEN });
     try {
-      const [worker, pid] = await withWorkerdPid(() => startBaseline({ store }));
+      const [worker, pid] = await withWorkerdPid(() => startJsWorker(dir, { store }));
       try {
-        results.js = await measure({ url: worker.url, pid, store, redisPort: redis.port, spyLines: worker.logs, queuedId: (m) => m.event_id });
+        results[name] = await measure({ url: worker.url, pid, store, redisPort: redis.port, spyLines: worker.logs, queuedId: (m) => m.event_id });
       } finally {
         await worker.stop();
       }
@@ -409,49 +413,52 @@ export async function benchCompare() {
     }
   }
   results.parity = parity;
-  for (const r of [results.edgekeeper, results.edgekeeperNoAssets, results.js]) delete r.messages;
+  for (const r of [results.edgekeeper, results.edgekeeperNoAssets, results.js, results.floor]) delete r.messages;
   return results;
 }
 
 const USER_DATA_KEYS = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'];
 
 export function printCompare(res) {
-  const sides = [res.edgekeeper, res.edgekeeperNoAssets, res.js];
+  const sides = [res.edgekeeper, res.edgekeeperNoAssets, res.js, res.floor];
   const f = (n, d = 1) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
   const each = (fn) => sides.map(fn);
-  const ratios = (fn, d = 2) => [f(fn(res.edgekeeper) / fn(res.js), d), f(fn(res.edgekeeperNoAssets) / fn(res.js), d)];
+  const ratios = (fn, d = 2) => [res.edgekeeper, res.edgekeeperNoAssets, res.floor].map((r) => f(fn(r) / fn(res.js), d));
   const perAcc = (k) => (r) => r.collect.store[k] / Math.max(1, r.collect.accepted);
   const rows = [
     ['/collect requests/s', ...each((r) => f(r.collect.rps, 0)), ...ratios((r) => r.collect.rps)],
     ['/collect accepted events/s', ...each((r) => f(r.collect.acceptedPerSec, 0)), ...ratios((r) => r.collect.acceptedPerSec)],
-    ['latency p50 / p99 (ms)', ...each((r) => `${f(r.collect.p50)} / ${f(r.collect.p99)}`), '', ''],
+    ['latency p50 / p99 (ms)', ...each((r) => `${f(r.collect.p50)} / ${f(r.collect.p99)}`), '', '', ''],
     ['workerd CPU per request (ms)', ...each((r) => f(r.collect.cpuPerRequest, 3)), ...ratios((r) => r.collect.cpuPerRequest)],
-    ['store requests per accepted event', ...each((r) => f(perAcc('requests')(r), 3)), '', ''],
-    ['  commands in them', ...each((r) => f(perAcc('restCommands')(r), 3)), '', ''],
-    ['  redis commands run (Lua included)', ...each((r) => f(perAcc('redisCommands')(r), 3)), '', ''],
-    ['requests / accepted / dup / rejected', ...each((r) => `${r.collect.requests}/${r.collect.accepted}/${r.collect.duplicates}/${r.collect.rejected}`), '', ''],
-    ['unexpected answers, errors', ...each((r) => `${r.collect.unexpected}, ${r.collect.errors}`), '', ''],
-    ['queue: accepted -> received', ...each((r) => `${r.queue.accepted} -> ${r.queue.received}`), '', ''],
-    ['  missing, extra, twice', ...each((r) => `${r.queue.missing}, ${r.queue.extra}, ${r.queue.twice}`), '', ''],
+    ['store requests per accepted event', ...each((r) => f(perAcc('requests')(r), 3)), '', '', ''],
+    ['  commands in them', ...each((r) => f(perAcc('restCommands')(r), 3)), '', '', ''],
+    ['  redis commands run (Lua included)', ...each((r) => f(perAcc('redisCommands')(r), 3)), '', '', ''],
+    ['requests / accepted / dup / rejected', ...each((r) => `${r.collect.requests}/${r.collect.accepted}/${r.collect.duplicates}/${r.collect.rejected}`), '', '', ''],
+    ['unexpected answers, errors', ...each((r) => `${r.collect.unexpected}, ${r.collect.errors}`), '', '', ''],
+    ['queue: accepted -> received', ...each((r) => `${r.queue.accepted} -> ${r.queue.received}`), '', '', ''],
+    ['  missing, extra, twice', ...each((r) => `${r.queue.missing}, ${r.queue.extra}, ${r.queue.twice}`), '', '', ''],
     ['/health requests/s', ...each((r) => f(r.health.rps, 0)), ...ratios((r) => r.health.rps)],
-    ['/health p50 / p99 (ms)', ...each((r) => `${f(r.health.p50)} / ${f(r.health.p99)}`), '', ''],
+    ['/health p50 / p99 (ms)', ...each((r) => `${f(r.health.p50)} / ${f(r.health.p99)}`), '', '', ''],
     ['/health workerd CPU per request (ms)', ...each((r) => f(r.health.cpuPerRequest, 3)), ...ratios((r) => r.health.cpuPerRequest)],
-    ['/health store requests per request', ...each((r) => f(r.health.store.requests / Math.max(1, r.health.requests), 3)), '', ''],
+    ['/health store requests per request', ...each((r) => f(r.health.store.requests / Math.max(1, r.health.requests), 3)), '', '', ''],
   ];
-  const head = ['', 'edgekeeper', 'ek, no assets', 'JS baseline', 'ek/JS', 'ek no assets/JS'];
+  const head = ['', 'edgekeeper', 'ek direct', 'JS direct', 'floor direct', 'ek/JS', 'ek direct/JS', 'floor/JS'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r) => `  ${r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ')}`;
-  console.log(`\nedgekeeper against the JS baseline (benches/js-baseline/worker.js): each in its own workerd via Miniflare, loaded at its socket, own redis + upstash-local`);
+  console.log(`\nedgekeeper against the JS baseline (benches/js-baseline/worker.js) and the floor (benches/js-floor/worker.js): each in its own workerd via Miniflare, own redis + upstash-local`);
+  console.log(`  edgekeeper: as deployed (Miniflare's entry worker and asset router in front); direct: no ASSETS binding, loaded at the worker's own workerd socket (unsafeDirectSockets), as a request reaches a deployed worker`);
   console.log(`  ${CONNECTIONS} connections, ${SECONDS} s after ${WARMUP} s warm-up; one beacon-sized event per request, ${Math.round(RESEND * 100)} % exact re-sends; /health ${HEALTH_SECONDS} s; CPU window: measured load + queue drain`);
   console.log(line(head));
   for (const r of rows) console.log(line(r));
-  const names = ['edgekeeper', 'ek, no assets', 'JS'];
+  const names = ['edgekeeper', 'ek direct', 'JS', 'floor'];
   sides.forEach((r, i) => {
     console.log(`  ${names[i]}: statuses ${JSON.stringify({ collect: r.collect.statuses, health: r.health.statuses })}, redis ${JSON.stringify(r.collect.store.redisByCommand)}, store endpoints ${JSON.stringify(r.collect.store.endpoints)}, queue drained ${f(r.collect.drainMs, 0)} ms after the window`);
     if (r.collect.store.logged < r.collect.store.requests) console.log(`  [${names[i]}: store log dropped ${r.collect.store.requests - r.collect.store.logged} entries: commands in them are a lower bound]`);
   });
   console.log(`  same hash for the same input, of ${res.parity.common} events both queued (the normalisation rules differ): ${USER_DATA_KEYS.map((k) => `${k} ${res.parity[k] ?? 0}`).join(', ')}`);
-  console.log(`  edgekeeper/JS: ${ratios((r) => r.collect.acceptedPerSec).join(' (no assets: ')}) × the accepted events/s at ${ratios((r) => r.collect.cpuPerRequest).join(' (no assets: ')}) × the workerd CPU per request`);
+  const [acc, accDirect, accFloor] = ratios((r) => r.collect.acceptedPerSec);
+  const [cpu, cpuDirect, cpuFloor] = ratios((r) => r.collect.cpuPerRequest);
+  console.log(`  edgekeeper/JS: ${accDirect} × the accepted events/s at ${cpuDirect} × the workerd CPU per /collect (as deployed: ${acc} × at ${cpu} ×); the floor, which does only the I/O: ${accFloor} × at ${cpuFloor} ×`);
   const bad = sides.some((r) => r.queue.missing || r.queue.extra || r.queue.twice || r.collect.errors || r.collect.unexpected || r.collect.drainTimedOut);
   if (bad) {
     console.log('  CHECK FAILED: an accepted event missing from a queue, an extra or twice, an error, or an unexpected answer');

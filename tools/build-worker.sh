@@ -18,5 +18,8 @@ features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-
 # --low-memory-unused: rustc's wasm32 layout puts the stack below the data, starting at 1 MiB and
 # growing down, so the low 1 KiB is reached only by a stack overflow (already fatal); binaryen may
 # then fold constant offsets into loads and stores (~2.5 KB gzip). --gufa: whole-program type flow.
-"$wasm_opt" build/index_bg.wasm "${features[@]}" --low-memory-unused -Oz --gufa -Oz --converge --strip-debug --strip-producers -o build/index_bg.stripped.wasm
+# KEEP_NAMES=1 keeps the name section, for a CPU profile with function names (benches/profile.mjs).
+strip=(--strip-debug --strip-producers)
+[ "${KEEP_NAMES:-}" = 1 ] && strip=(-g)
+"$wasm_opt" build/index_bg.wasm "${features[@]}" --low-memory-unused -Oz --gufa -Oz --converge "${strip[@]}" -o build/index_bg.stripped.wasm
 mv build/index_bg.stripped.wasm build/index_bg.wasm

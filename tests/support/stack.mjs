@@ -119,9 +119,12 @@ export async function startUpstashLocal({ redisPort, token }) {
  * fails), `spyQueue: true` (EVENTS goes
  * to a spy worker that prints each message body as `SPY <json>` in the logs instead of to delivery).
  * For benches: `assets: false` (no ASSETS binding, so no asset router in front of the worker) and
- * `logRequests: false` (Miniflare's entry worker does not post a log line to node per request).
+ * `logRequests: false` (Miniflare's entry worker does not post a log line to node per request), and
+ * `direct: true` (`url` is the worker's own workerd socket, past Miniflare's entry worker, as a
+ * request reaches a deployed worker; only without assets, whose router would be skipped too);
+ * `inspectorPort` (V8's inspector, for benches/profile.mjs).
  */
-export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, dlqMaxRetries, queue = true, spyQueue = false, assets = true, logRequests = true } = {}) {
+export async function startWorker({ vars = {}, log = false, batchTimeout = 1, maxRetries, dlqMaxRetries, queue = true, spyQueue = false, assets = true, logRequests = true, direct = false, inspectorPort } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import('wrangler');
   const configPath = join(ROOT, 'wrangler.toml');
@@ -155,6 +158,10 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
     ),
   };
   if (!assets) delete edgekeeper.assets;
+  if (direct) {
+    if (assets) throw new Error('direct: true skips the asset router; use it with assets: false');
+    edgekeeper.unsafeDirectSockets = [{ host: '127.0.0.1', port: 0 }];
+  }
   const spy = {
     name: 'spy',
     modules: true,
@@ -169,6 +176,7 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
     // No network here: skip fetching the real `request.cf` object.
     cf: false,
     logRequests,
+    ...(inspectorPort ? { inspectorPort } : {}),
     // The worker's console output: kept so tests can scan it (for leaks, for events).
     handleRuntimeStdio(stdout, stderr) {
       for (const stream of [stdout, stderr]) {
@@ -179,7 +187,8 @@ export async function startWorker({ vars = {}, log = false, batchTimeout = 1, ma
       }
     },
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const entry = (await mf.ready).toString().replace(/\/$/, '');
+  const url = direct ? (await mf.unsafeGetDirectURL('edgekeeper')).toString().replace(/\/$/, '') : entry;
   return { mf, url, logs, stop: () => mf.dispose() };
 }
 
