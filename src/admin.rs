@@ -356,6 +356,7 @@ pub async fn cache_explain<O: Outbound>(req: &Incoming, cfg: &Config, out: &O, s
             headers: vec![("accept".into(), "text/html,*/*".into())],
             body: None,
             timeout_ms: 10_000,
+            response_headers: true,
         })
         .await
         .map_err(|e| AppError::Unavailable { code: "origin_unreachable", message: format!("origin: {e}"), retry_after_secs: 5 })?;

@@ -31,6 +31,9 @@ pub struct OutboundRequest {
     pub body: Option<Vec<u8>>,
     /// The call is abandoned (and reported as [`TransportError::Timeout`]) after this long.
     pub timeout_ms: u32,
+    /// Whether the caller reads the response's headers: copying them costs a call into JS each,
+    /// and only the explain fetch of an origin needs them.
+    pub response_headers: bool,
 }
 
 // Requests carry bearer tokens: never print headers.

@@ -32,6 +32,7 @@ pub fn request(meta: &MetaConfig, pixel_id: &str, test_event_code: Option<&str>,
         headers: vec![("content-type".into(), "application/json".into())],
         body: Some(serde_json::to_vec(&body).unwrap_or_default()),
         timeout_ms: meta.timeout_ms,
+        response_headers: false,
     }
 }
 

@@ -275,7 +275,7 @@ impl<'a, O: Outbound> Store<'a, O> {
         self.out.now_ms()
     }
 
-    async fn send(&self, endpoint: Endpoint, body: &serde_json::Value, timeout_ms: u32) -> Result<serde_json::Value, StoreError> {
+    async fn send(&self, endpoint: Endpoint, body: &[u8], timeout_ms: u32) -> Result<serde_json::Value, StoreError> {
         let req = OutboundRequest {
             method: Method::Post,
             url: format!("{}{}", self.cfg.url, endpoint.path()),
@@ -283,8 +283,9 @@ impl<'a, O: Outbound> Store<'a, O> {
                 ("authorization".into(), format!("Bearer {}", self.cfg.token.expose())),
                 ("content-type".into(), "application/json".into()),
             ],
-            body: Some(serde_json::to_vec(body).map_err(|e| StoreError::Protocol(e.to_string()))?),
+            body: Some(body.to_vec()),
             timeout_ms,
+            response_headers: false,
         };
         let resp = self.out.send(req).await?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
@@ -298,7 +299,7 @@ impl<'a, O: Outbound> Store<'a, O> {
     }
 
     /// One bounded operation: breaker check, attempts with backoff inside the deadline, metrics.
-    async fn call(&self, op: &'static str, endpoint: Endpoint, body: serde_json::Value, retry: Retry) -> Result<serde_json::Value, StoreError> {
+    async fn call(&self, op: &'static str, endpoint: Endpoint, body: Vec<u8>, retry: Retry) -> Result<serde_json::Value, StoreError> {
         let start = self.out.now_ms();
         let allowed = self.iso.breaker.borrow_mut().allow(start);
         if !allowed {
@@ -347,7 +348,7 @@ impl<'a, O: Outbound> Store<'a, O> {
 
     /// One command, one round trip.
     pub async fn command(&self, op: &'static str, command: &[String], retry: Retry) -> Result<Value, StoreError> {
-        let body = self.call(op, Endpoint::Single, serde_json::json!(command), retry).await?;
+        let body = self.call(op, Endpoint::Single, to_json(command)?, retry).await?;
         entry(&body)
     }
 
@@ -362,7 +363,7 @@ impl<'a, O: Outbound> Store<'a, O> {
     }
 
     async fn batch(&self, op: &'static str, endpoint: Endpoint, commands: &[Command], retry: Retry) -> Result<Results, StoreError> {
-        let body = self.call(op, endpoint, serde_json::json!(commands), retry).await?;
+        let body = self.call(op, endpoint, to_json(commands)?, retry).await?;
         let items = body.as_array().ok_or_else(|| StoreError::Protocol(format!("{op}: answer is not an array")))?;
         if items.len() != commands.len() {
             return Err(StoreError::Protocol(format!("{op}: {} answers for {} commands", items.len(), commands.len())));
@@ -474,14 +475,43 @@ impl<'a, O: Outbound> Store<'a, O> {
     /// round trips exactly when replies get lost, and `make soak` then found the books off by a
     /// batch of ride-along counts (see RELIABILITY.md).
     pub async fn eval(&self, op: &'static str, script: &'static str, keys: &[String], args: &[String], retry: Retry) -> Result<Value, StoreError> {
-        let with_args = |mut c: Command| {
-            c.push(keys.len().to_string());
-            c.extend(keys.iter().cloned());
-            c.extend(args.iter().cloned());
-            c
-        };
-        self.command(op, &with_args(cmd(["EVAL", script])), retry).await
+        // The body is written directly, the script's JSON form taken from a per-isolate cache:
+        // escaping a kilobyte of Lua on every call was the largest single item of the isolate's
+        // own code in a /collect (benches/profile.mjs).
+        let mut body = Vec::with_capacity(script.len() + 32 + keys.iter().chain(args).map(|a| a.len() + 3).sum::<usize>());
+        body.extend_from_slice(b"[\"EVAL\",");
+        with_script_json(script, |json| body.extend_from_slice(json.as_bytes()));
+        body.extend_from_slice(format!(",\"{}\"", keys.len()).as_bytes());
+        for a in keys.iter().chain(args) {
+            body.push(b',');
+            serde_json::to_writer(&mut body, a).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        }
+        body.push(b']');
+        let answer = self.call(op, Endpoint::Single, body, retry).await?;
+        entry(&answer)
     }
+}
+
+fn to_json(v: &(impl serde::Serialize + ?Sized)) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Protocol(e.to_string()))
+}
+
+/// A script's text as a JSON string, escaped once per isolate (scripts are `'static` constants, so
+/// their address and length name them).
+fn with_script_json(script: &'static str, f: impl FnOnce(&str)) {
+    thread_local! {
+        static ESCAPED: std::cell::RefCell<Vec<((usize, usize), String)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ESCAPED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key = (script.as_ptr() as usize, script.len());
+        if let Some((_, json)) = cache.iter().find(|(k, _)| *k == key) {
+            return f(json);
+        }
+        let json = serde_json::Value::from(script).to_string();
+        f(&json);
+        cache.push((key, json));
+    })
 }
 
 fn entry(v: &serde_json::Value) -> Result<Value, StoreError> {

@@ -156,3 +156,30 @@ fn pattern_delete_scans_in_pages_and_leaves_other_keys() {
     assert!(scans >= 10, "paged: {scans} SCAN calls");
     assert!(m.op("unlink").unwrap().calls >= 10);
 }
+
+/// The EVAL body is written by hand from a cached JSON form of the script: a script or argument
+/// with quotes, backslashes, newlines or non-ASCII text must reach redis byte for byte, and two
+/// scripts that share their start (one a prefix of the other) must not share a cache entry.
+#[test]
+fn eval_bodies_carry_scripts_and_arguments_exactly() {
+    static LONG: &str = "return {ARGV[1], KEYS[1], 'say \"hi\"\\n', #ARGV}";
+    static TWO: &str = "return ARGV[1] --[[ and a longer script after it ]] .. ARGV[1]";
+    let short: &'static str = &TWO[..14]; // "return ARGV[1]": TWO's address, a shorter length
+    let store = LocalStore::start();
+    let cfg = store.config();
+    let (out, iso) = (NativeOutbound, Isolate::default());
+    let db = Store::new(&cfg, &out, &iso);
+    run(async {
+        let arg = "Zoë \"quoted\" \\ back\nslash \u{1F600}".to_string();
+        for _ in 0..2 {
+            // twice: the second call is served from the cache
+            let v = db.eval("t", LONG, &["k:ü".into()], &[arg.clone(), "2".into()], Retry::Once).await.unwrap();
+            assert_eq!(
+                v,
+                Value::Array(vec![Value::Str(arg.clone()), Value::Str("k:ü".into()), Value::Str("say \"hi\"\n".into()), Value::Int(2)])
+            );
+        }
+        assert_eq!(db.eval("t", TWO, &[], &["ab".into()], Retry::Once).await.unwrap(), Value::Str("abab".into()));
+        assert_eq!(db.eval("t", short, &[], &["ab".into()], Retry::Once).await.unwrap(), Value::Str("ab".into()));
+    });
+}

@@ -258,6 +258,7 @@ impl<'a, O: Outbound> Api<'a, O> {
             ],
             body,
             timeout_ms: if method == Method::Get { self.read_timeout_ms } else { self.write_timeout_ms },
+            response_headers: false,
         };
         self.calls.set(self.calls.get() + 1);
         match self.out.send(req).await {
