@@ -212,7 +212,7 @@ export function traffic(seed = 42) {
   };
 }
 
-const HEADERS = {
+export const HEADERS = {
   'content-type': 'text/plain;charset=UTF-8',
   origin: 'https://shop.example',
   referer: 'https://shop.example/products/42',
@@ -312,7 +312,7 @@ async function measure({ url, pid, store, redisPort, spyLines, queuedId }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The two workers
+// The workers: edgekeeper (as deployed, and direct), the JS baseline, the floor
 
 async function bundle(dir) {
   const { build } = await import('esbuild');
@@ -367,8 +367,9 @@ export async function benchCompare() {
   // edgekeeper: the stack of the tests (its own redis + upstash-local + Meta fake), rate limits far
   // above the load, the queue to the spy consumer (delivery to Meta is not what is compared).
   // `edgekeeper`: as wrangler.toml deploys it, with [assets] (Miniflare then puts its asset router,
-  // JS workers in the same workerd, in front: run_worker_first); `edgekeeper, no assets`: without
-  // the ASSETS binding, like the baseline. Miniflare's per-request log post to node is off for all.
+  // JS workers in the same workerd, in front: run_worker_first); `edgekeeperNoAssets` ("ek direct"):
+  // without the ASSETS binding and loaded at its own workerd socket, like the baseline and the floor.
+  // Miniflare's per-request log post to node is off for all.
   for (const [name, opts] of [['edgekeeper', {}], ['edgekeeperNoAssets', { assets: false, direct: true }]]) {
     const [stack, pid] = await withWorkerdPid(() => startStack({
       vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true, logRequests: false, ...opts,

@@ -12,17 +12,12 @@
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { closedLoop } from './load.mjs';
-import { traffic } from './compare.mjs';
+import { HEADERS, traffic } from './compare.mjs';
 import { startStack } from '../tests/support/stack.mjs';
 
 const SECONDS = Number(process.env.PROFILE_SECONDS || 8);
 const TOP = Number(process.env.PROFILE_TOP || 45);
 const PORT = 9400 + Math.floor(Math.random() * 500);
-const HEADERS = {
-  'content-type': 'text/plain;charset=UTF-8', origin: 'https://shop.example', referer: 'https://shop.example/products/42',
-  'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
-  'accept-language': 'de-CH,de;q=0.9,en;q=0.8',
-};
 
 const stack = await startStack({
   vars: { RATE_LIMIT_PER_IP: '1000000', RATE_LIMIT_PER_SITE: '100000000' }, spyQueue: true, logRequests: false,
